@@ -1,0 +1,82 @@
+"""The one configuration object: every variable from DESIGN.md, read once at start-up.
+
+The rest of the code receives a `Settings` (or values taken from it), never the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A required variable is missing or a value is malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Environment variables (and an optional `.env`) with the conventional vendor names."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+
+    linear_api_key: SecretStr | None = None
+    linear_api_url: str = "https://api.linear.app/graphql"
+
+    database_url: str = "sqlite+aiosqlite:///data/oi.sqlite3"
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    log_level: str | None = None
+    log_format: Literal["json", "console", "auto"] = "auto"
+
+    oi_personas_dir: str | None = Field(
+        default=None, description="Extra persona folders, separated like PATH entries."
+    )
+    oi_llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Per HTTP attempt.")
+    oi_llm_max_retries: int = Field(default=2, ge=0, le=10, description="On 429, 5xx, timeouts.")
+    oi_llm_deadline_seconds: float = Field(
+        default=180.0, gt=0, description="Whole LLM call, retries and repair included."
+    )
+
+    @property
+    def extra_persona_dirs(self) -> list[Path]:
+        if not self.oi_personas_dir:
+            return []
+        return [Path(part) for part in self.oi_personas_dir.split(os.pathsep) if part]
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log pipeline can scrub them wherever they appear."""
+        secrets = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.openai_api_key,
+            self.github_token,
+            self.linear_api_key,
+        )
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors(include_input=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,62 @@
+"""The command grammar, one for Slack and the terminal: `<persona> <question>`, `personas`, `help`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.core.persona import PersonaRegistry, UnknownPersonaError
+
+USAGE = """\
+Usage:
+  oi <persona> <question>   ask a persona, e.g. oi backend-engineer review the retry design in <PR link>
+  oi personas               list the personas
+  oi help                   show this help"""
+
+
+@dataclass(frozen=True)
+class Ask:
+    persona: str
+    question: str
+
+
+@dataclass(frozen=True)
+class ListPersonas:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowHelp:
+    """Usage, with the reason when it answers a malformed command."""
+
+    problem: str | None = None
+
+
+Command = Ask | ListPersonas | ShowHelp
+
+
+def parse_command(
+    text: str, personas: PersonaRegistry, *, default_persona: str | None = None
+) -> Command:
+    """Parse a command's words (without the leading `oi`).
+
+    With `default_persona` (an @-mention), the persona name is optional. Raises
+    `UnknownPersonaError` for a name that is not a persona, or for a close misspelling of one.
+    """
+    words = text.strip().split(maxsplit=1)
+    if not words or words[0].lower() == "help":
+        return ShowHelp()
+    first, rest = words[0], (words[1] if len(words) > 1 else "")
+    if first.lower() == "personas" and not rest:
+        return ListPersonas()
+    if first in personas:
+        return _ask(first, rest)
+    if default_persona is not None and not personas.suggest(first):
+        return _ask(default_persona, text)
+    raise UnknownPersonaError(first, personas.suggest(first))
+
+
+def _ask(persona: str, question: str) -> Ask | ShowHelp:
+    question = question.strip()
+    if not question:
+        return ShowHelp(problem=f"What should {persona} answer? The question is empty.")
+    return Ask(persona=persona, question=question)

@@ -1,0 +1,97 @@
+"""The one logging setup: structlog and the stdlib loggers (openai, slack_bolt, …) share a pipeline.
+
+JSON lines in production, a readable console format on a terminal. Every configured secret is
+scrubbed from every event, whichever library logged it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "[redacted]"
+
+
+class SecretScrubber:
+    """A processor that replaces known secret values anywhere in an event's strings."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        if not self._secrets:
+            return event_dict
+        return {key: self._scrub(value) for key, value in event_dict.items()}
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._scrub(v) for v in value)
+        return value
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    log_format: Literal["json", "console", "auto"] = "auto",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog and the stdlib root logger once, at start-up."""
+    stream = stream or sys.stderr
+    if log_format == "auto":
+        log_format = "console" if stream.isatty() else "json"
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            SecretScrubber(secrets),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+@contextmanager
+def request_context(request_id: str | None = None, **values: Any) -> Iterator[str]:
+    """Bind a request id (and any other values) to every log line emitted inside the block."""
+    request_id = request_id or uuid.uuid4().hex[:12]
+    with structlog.contextvars.bound_contextvars(request_id=request_id, **values):
+        yield request_id

@@ -1,0 +1,120 @@
+"""The `oi` terminal command: the same grammar and engine as Slack, rendered for a terminal.
+
+Exit codes: 0 answered (or listed, or helped), 1 the answer failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+from rich.console import Console
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.core.answer import Reply
+from bot.core.commands import USAGE, Ask, ListPersonas, ShowHelp, parse_command
+from bot.core.engine import Engine, preview_request
+from bot.core.errors import AnswerError
+from bot.core.persona import Persona, PersonaError, UnknownPersonaError, load_personas
+from bot.llm import LLMClient
+from bot.log import configure_logging, request_context
+from bot.terminal.render import render_personas, render_reply
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    """Bad words or configuration: one line on stderr, exit 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_intermixed_args(argv)
+    stdout, stderr = Console(), Console(stderr=True)
+    try:
+        return _run(args, stdout=stdout, stderr=stderr)
+    except (_UsageError, ConfigError, PersonaError, UnknownPersonaError) as error:
+        print(f"oi: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except AnswerError as error:
+        print(f"oi: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oi",
+        description="Ask an expert persona. " + USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("words", nargs="*", help="<persona> <question>, 'personas' or 'help'")
+    parser.add_argument("--json", action="store_true", help="print the Answer JSON only")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the request that would be sent; call nothing"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG on stderr")
+    return parser
+
+
+def _run(args: argparse.Namespace, *, stdout: Console, stderr: Console) -> int:
+    if not args.words:
+        raise _UsageError("a persona and a question are needed.\n" + USAGE)
+    settings = load_settings()
+    configure_logging(
+        level=settings.log_level or ("DEBUG" if args.verbose else "WARNING"),
+        log_format=settings.log_format,
+        secrets=settings.secret_values(),
+    )
+    personas = load_personas(settings.extra_persona_dirs)
+    command = parse_command(" ".join(args.words), personas)
+    if isinstance(command, ShowHelp):
+        if command.problem:
+            raise _UsageError(f"{command.problem}\n{USAGE}")
+        stdout.print(USAGE, markup=False, highlight=False)
+        return EXIT_OK
+    if isinstance(command, ListPersonas):
+        render_personas(stdout, personas.all())
+        return EXIT_OK
+    return _ask(command, personas.get(command.persona), settings, args, stdout, stderr)
+
+
+def _ask(
+    command: Ask,
+    persona: Persona,
+    settings: Settings,
+    args: argparse.Namespace,
+    stdout: Console,
+    stderr: Console,
+) -> int:
+    question = sys.stdin.read().strip() if command.question == "-" else command.question
+    if not question:
+        raise _UsageError(f"the question is empty.\n{USAGE}")
+    if args.dry_run:
+        body = preview_request(
+            persona=persona, question=question, default_model=settings.openai_model
+        )
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    llm = LLMClient.from_settings(settings)
+    reply = asyncio.run(_answer(llm, persona, question, stderr))
+    if args.json:
+        print(reply.answer.model_dump_json(indent=2))
+    else:
+        render_reply(stdout, persona=persona, reply=reply)
+    return EXIT_OK
+
+
+async def _answer(llm: LLMClient, persona: Persona, question: str, stderr: Console) -> Reply:
+    progress = (
+        stderr.status(f"{persona.title} is thinking…") if stderr.is_terminal else nullcontext()
+    )
+    try:
+        with request_context(), progress:
+            return await Engine(llm=llm).ask(persona=persona, question=question)
+    finally:
+        await llm.aclose()

@@ -1,0 +1,29 @@
+"""Shared fixtures: the local vendor fakes, each started on loopback for one test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """Tests see only the variables they set: no developer's real keys, no stray `.env`."""
+    for name in (
+        "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GITHUB_TOKEN", "LINEAR_API_KEY",
+        "OI_PERSONAS_DIR", "LOG_LEVEL", "LOG_FORMAT", "DATABASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

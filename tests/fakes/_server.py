@@ -1,0 +1,56 @@
+"""Run an aiohttp application on loopback in a background thread, for sync and async tests alike."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+
+class ThreadedServer:
+    """An aiohttp app served on 127.0.0.1 at a random port, on its own event loop and thread."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._start)
+
+    def stop(self, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        if before is not None:
+            self.call(before)
+        self.call(self._stop)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def call(self, coroutine_function: Callable[[], Awaitable[None]]) -> None:
+        """Run a coroutine on the server's loop and wait for it."""
+        future = asyncio.run_coroutine_threadsafe(_wrap(coroutine_function), self._loop)
+        future.result(timeout=10)
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self._app, shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def _stop(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+async def _wrap(coroutine_function: Callable[[], Awaitable[None]]) -> None:
+    await coroutine_function()
