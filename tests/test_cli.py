@@ -1,0 +1,137 @@
+"""The `oi` terminal command, run as the installed console script against the local OpenAI server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import openai_api
+from tests.fakes.openai_api import VALID_ANSWER, FakeOpenAI
+
+OI = Path(sys.executable).with_name("oi")
+KEY = "sk-cli-test-abcdef0123456789"
+
+
+def run_oi(
+    *args: str, fake: FakeOpenAI | None = None, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    assert OI.exists(), f"the oi console script is not installed next to {sys.executable}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OI_"))}
+    environment["COLUMNS"] = "120"
+    if fake is not None:
+        environment.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fake.base_url)
+    environment.update(env)
+    return subprocess.run(
+        [str(OI), *args], input=stdin, capture_output=True, text=True, env=environment, timeout=60
+    )
+
+
+def test_answer_is_rendered_for_a_terminal(fake_openai):
+    result = run_oi("backend-engineer", "review the retry design", fake=fake_openai)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for heading in ("Summary", "Recommendation", "Rationale", "Risks", "Next actions"):
+        assert heading in out
+    assert VALID_ANSWER["summary"] in out
+    assert "• Duplicate charges during provider brownouts." in out
+    assert "Add idempotency keys to POST /charges" in out and "payments team" in out
+    assert "gpt-4o-mini" in out and "tokens" in out
+    assert fake_openai.requests[0]["messages"][-1]["content"] == "review the retry design"
+
+
+def test_json_prints_only_the_answer(fake_openai):
+    result = run_oi("backend-engineer", "review the retry design", "--json", fake=fake_openai)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == VALID_ANSWER
+
+
+def test_question_from_stdin(fake_openai):
+    result = run_oi("backend-engineer", "-", "--json", fake=fake_openai, stdin="design:\n- retries\n")
+    assert result.returncode == 0, result.stderr
+    assert fake_openai.requests[0]["messages"][-1]["content"] == "design:\n- retries"
+
+
+def test_dry_run_prints_the_exact_request_and_calls_nothing(fake_openai):
+    dry = run_oi("--dry-run", "backend-engineer", "review the retry design", fake=fake_openai)
+    assert dry.returncode == 0, dry.stderr
+    assert fake_openai.requests == []
+    previewed = json.loads(dry.stdout)
+    run_oi("backend-engineer", "review the retry design", fake=fake_openai)
+    [sent] = fake_openai.requests
+    assert {key: sent[key] for key in previewed} == previewed
+
+
+def test_dry_run_needs_no_key():
+    result = run_oi("backend-engineer", "q", "--dry-run")
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_key_is_one_line_and_exit_2():
+    result = run_oi("backend-engineer", "review the retry design")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "OPENAI_API_KEY" in result.stderr and "export" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("backend-engineer",), ("backend-engineer", "   ")])
+def test_empty_question_prints_usage_and_exit_2(args, fake_openai):
+    result = run_oi(*args, fake=fake_openai)
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+    assert fake_openai.requests == []
+
+
+def test_empty_stdin_question_is_usage(fake_openai):
+    result = run_oi("backend-engineer", "-", fake=fake_openai, stdin="  \n")
+    assert result.returncode == 2
+    assert "empty" in result.stderr
+    assert fake_openai.requests == []
+
+
+def test_typo_suggests_and_makes_no_llm_call(fake_openai):
+    result = run_oi("backend-enginer", "review this", fake=fake_openai)
+    assert result.returncode == 2
+    assert "Did you mean: backend-engineer?" in result.stderr
+    assert fake_openai.requests == []
+
+
+def test_personas_and_help_list_one_line_each():
+    personas = run_oi("personas")
+    assert personas.returncode == 0
+    [line] = personas.stdout.splitlines()
+    assert line.startswith("backend-engineer  Owns server-side implementation")
+    helped = run_oi("help")
+    assert helped.returncode == 0 and "oi <persona> <question>" in helped.stdout
+
+
+def test_extra_persona_folder(tmp_path):
+    card = (Path(__file__).parents[1] / "bot" / "personas" / "backend-engineer.toml").read_text()
+    (tmp_path / "sre.toml").write_text(card.replace('name = "backend-engineer"', 'name = "sre"'))
+    result = run_oi("personas", OI_PERSONAS_DIR=str(tmp_path))
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["backend-engineer", "sre"]
+
+
+def test_llm_failure_is_an_honest_sentence_and_exit_1(fake_openai):
+    fake_openai.script(openai_api.refusal("Not something I can review."))
+    result = run_oi("backend-engineer", "review", fake=fake_openai)
+    assert result.returncode == 1
+    assert "declined to answer" in result.stderr and "Not something I can review." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_model_text_is_printed_literally_and_no_secret_is_logged(fake_openai):
+    tricky = {**VALID_ANSWER, "summary": "[bold red]not markup[/] <!channel>"}
+    fake_openai.script(openai_api.answer(tricky))
+    result = run_oi("backend-engineer", "review", "-v", fake=fake_openai, LOG_FORMAT="json")
+    assert result.returncode == 0, result.stderr
+    assert "[bold red]not markup[/] <!channel>" in result.stdout
+    assert KEY not in result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    answered = [e for e in events if e["event"] == "llm.answered"]
+    assert answered and answered[0]["request_id"]

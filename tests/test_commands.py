@@ -1,0 +1,51 @@
+"""The command grammar shared by Slack and the terminal."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.commands import Ask, ListPersonas, ShowHelp, parse_command
+from bot.core.persona import UnknownPersonaError, load_personas
+
+PERSONAS = load_personas()
+
+
+@pytest.mark.parametrize("text", ["", "   ", "help", "HELP me"])
+def test_help(text):
+    assert parse_command(text, PERSONAS) == ShowHelp()
+
+
+def test_personas():
+    assert parse_command("personas", PERSONAS) == ListPersonas()
+
+
+def test_ask_keeps_the_question_verbatim():
+    command = parse_command("backend-engineer  review this:\n  - retries\n", PERSONAS)
+    assert command == Ask(persona="backend-engineer", question="review this:\n  - retries")
+
+
+def test_empty_question_is_usage_with_a_reason():
+    command = parse_command("backend-engineer   ", PERSONAS)
+    assert isinstance(command, ShowHelp)
+    assert "empty" in (command.problem or "")
+
+
+def test_typo_is_refused_with_a_suggestion():
+    with pytest.raises(UnknownPersonaError) as caught:
+        parse_command("backend-enginer review the retries", PERSONAS)
+    assert caught.value.suggestions == ["backend-engineer"]
+
+
+def test_unknown_persona_without_default_is_refused():
+    with pytest.raises(UnknownPersonaError):
+        parse_command("review the retries", PERSONAS)
+
+
+def test_mention_without_persona_uses_the_default():
+    command = parse_command("review the retries", PERSONAS, default_persona="backend-engineer")
+    assert command == Ask(persona="backend-engineer", question="review the retries")
+
+
+def test_mention_with_a_misspelt_persona_still_gets_a_suggestion():
+    with pytest.raises(UnknownPersonaError):
+        parse_command("backend-enginer review", PERSONAS, default_persona="backend-engineer")

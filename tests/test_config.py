@@ -1,0 +1,62 @@
+"""The configuration object: DESIGN.md's variables, read once; secrets never printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
+
+DESIGN_VARIABLES = {
+    "SLACK_BOT_TOKEN": "xoxb-1-secret",
+    "SLACK_SIGNING_SECRET": "signing-secret",
+    "SLACK_APP_TOKEN": "xapp-1-secret",
+    "SLACK_API_URL": "http://127.0.0.1:1/api/",
+    "OPENAI_API_KEY": "sk-secret",
+    "OPENAI_BASE_URL": "http://127.0.0.1:2/v1",
+    "OPENAI_MODEL": "some-model",
+    "GITHUB_TOKEN": "ghp_secret",
+    "GITHUB_API_URL": "http://127.0.0.1:3/api/v3",
+    "LINEAR_API_KEY": "lin_api_secret",
+    "LINEAR_API_URL": "http://127.0.0.1:4/graphql",
+    "DATABASE_URL": "postgresql+asyncpg://127.0.0.1/test",
+    "PORT": "8080",
+    "LOG_LEVEL": "DEBUG",
+    "LOG_FORMAT": "json",
+}
+
+
+def test_every_design_variable_is_read(monkeypatch):
+    for name, value in DESIGN_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    for name, value in DESIGN_VARIABLES.items():
+        field = getattr(settings, name.lower())
+        actual = field.get_secret_value() if hasattr(field, "get_secret_value") else field
+        assert str(actual) == value, name
+
+
+def test_secrets_are_hidden_when_printed(monkeypatch):
+    for name, value in DESIGN_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in ("xoxb-1-secret", "signing-secret", "sk-secret", "ghp_secret", "lin_api_secret"):
+        assert secret not in shown
+        assert secret in settings.secret_values()
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OPENAI_MODEL=from-dotenv\n")
+    assert load_settings().openai_model == "from-dotenv"
+
+
+def test_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="PORT"):
+        load_settings()
+
+
+def test_extra_persona_dirs_split_like_path():
+    settings = Settings(oi_personas_dir="/a:/b")
+    assert [str(p) for p in settings.extra_persona_dirs] == ["/a", "/b"]
