@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,28 @@ def test_model_text_is_printed_literally_and_no_secret_is_logged(fake_openai):
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     answered = [e for e in events if e["event"] == "llm.answered"]
     assert answered and answered[0]["request_id"]
+
+
+def test_progress_is_shown_on_a_terminal_stderr(fake_openai):
+    """With stderr on a pseudo-terminal, a spinner line says the persona is thinking."""
+    controller, terminal = pty.openpty()
+    environment = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    with subprocess.Popen(
+        [str(OI), "backend-engineer", "review", "--json"],
+        stdout=subprocess.PIPE, stderr=terminal, stdin=subprocess.DEVNULL, env=environment,
+    ) as process:
+        os.close(terminal)
+        stdout, _ = process.communicate(timeout=60)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.returncode == 0
+    assert json.loads(stdout) == VALID_ANSWER
+    assert "Backend Engineer is thinking" in shown.decode(errors="replace")
