@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.databases import fresh_postgres_url, sqlite_url
 from tests.fakes.openai_api import FakeOpenAI
 
 
@@ -27,3 +28,11 @@ def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path_factory)
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Every store test runs on SQLite and, where one is reachable, on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    return await fresh_postgres_url()

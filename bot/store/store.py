@@ -1,0 +1,296 @@
+"""The one place for persistence: claims, requests and their states, thread memory, feedback.
+
+SQLAlchemy 2 async on SQLite (the default, in WAL mode) or PostgreSQL (to scale out); the schema
+is Alembic's, migrated when the store opens. Callers get frozen records, never ORM objects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from bot.core.answer import Answer
+from bot.core.conversation import Turn
+from bot.store.tables import Claim, Feedback, Request, RequestTransition, Thread, ThreadTurn
+
+RequestState = Literal["received", "gathering", "thinking", "answered", "failed"]
+RequestKind = Literal["command", "mention", "follow_up", "direct"]
+Vote = Literal["up", "down"]
+
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """A question as it arrives; `claim_key` names the Slack delivery (event or message)."""
+
+    claim_key: str
+    kind: RequestKind
+    team_id: str
+    channel_id: str
+    user_id: str
+    thread_ts: str | None
+    persona: str
+    question: str
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    id: str
+    kind: RequestKind
+    team_id: str
+    channel_id: str
+    user_id: str
+    thread_ts: str | None
+    persona: str
+    question: str
+    state: RequestState
+    error: str | None
+    reply_ts: str | None
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    id: int
+    team_id: str
+    channel_id: str
+    thread_ts: str
+    persona: str
+
+
+class Store:
+    """Async access to the database; one engine (and connection pool) per process."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, database_url: str) -> Store:
+        """Connect and bring the schema up to date (migrations run at start-up)."""
+        engine = _create_engine(database_url)
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_to_head)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # any failure to reach the database means "not ready"
+            return False
+        return True
+
+    async def claim_request(self, new: NewRequest) -> RequestRecord | None:
+        """Record the request, or None when another delivery of it was claimed already."""
+        now = _now()
+        row = Request(
+            id=uuid.uuid4().hex,
+            claim_key=new.claim_key,
+            kind=new.kind,
+            team_id=new.team_id,
+            channel_id=new.channel_id,
+            user_id=new.user_id,
+            thread_ts=new.thread_ts,
+            persona=new.persona,
+            question=new.question,
+            state="received",
+            error=None,
+            reply_ts=None,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(Claim(key=new.claim_key, claimed_at=now))
+                await session.flush()
+                session.add(row)
+                await session.flush()
+                session.add(RequestTransition(request_id=row.id, state="received", at=now))
+        except IntegrityError:
+            return None
+        return _request_record(row)
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(Request, request_id)
+            return _request_record(row) if row else None
+
+    async def transition(
+        self, request_id: str, state: RequestState, *, detail: str | None = None
+    ) -> None:
+        """Move a request to `state`; a failure's detail is kept as its error."""
+        now = _now()
+        values: dict[str, Any] = {"state": state, "updated_at": now}
+        if state == "failed":
+            values["error"] = detail
+        async with self._sessions.begin() as session:
+            await session.execute(update(Request).where(Request.id == request_id).values(values))
+            session.add(RequestTransition(request_id=request_id, state=state, detail=detail, at=now))
+
+    async def reopen_failed(self, request_id: str) -> RequestRecord | None:
+        """Failed → received, atomically: of two clicks on "Try again", only one wins."""
+        now = _now()
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Request)
+                .where(Request.id == request_id, Request.state == "failed")
+                .values(state="received", error=None, updated_at=now)
+            )
+            if result.rowcount != 1:
+                return None
+            session.add(
+                RequestTransition(request_id=request_id, state="received", detail="retry", at=now)
+            )
+            row = await session.get(Request, request_id)
+            assert row is not None
+            return _request_record(row)
+
+    async def set_thread_ts(self, request_id: str, thread_ts: str) -> None:
+        await self._update(request_id, thread_ts=thread_ts)
+
+    async def set_reply_ts(self, request_id: str, reply_ts: str) -> None:
+        await self._update(request_id, reply_ts=reply_ts)
+
+    async def find_thread(self, team_id: str, channel_id: str, thread_ts: str) -> ThreadRecord | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(Thread).where(
+                    Thread.team_id == team_id,
+                    Thread.channel_id == channel_id,
+                    Thread.thread_ts == thread_ts,
+                )
+            )
+            return _thread_record(row) if row else None
+
+    async def open_thread(
+        self, team_id: str, channel_id: str, thread_ts: str, persona: str
+    ) -> ThreadRecord:
+        """The thread's record, created with this persona unless it exists already."""
+        try:
+            async with self._sessions.begin() as session:
+                row = Thread(
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    thread_ts=thread_ts,
+                    persona=persona,
+                    created_at=_now(),
+                )
+                session.add(row)
+            return _thread_record(row)
+        except IntegrityError:
+            existing = await self.find_thread(team_id, channel_id, thread_ts)
+            assert existing is not None
+            return existing
+
+    async def add_turn(self, thread_id: int, request_id: str, question: str, answer: Answer) -> None:
+        async with self._sessions.begin() as session:
+            session.add(
+                ThreadTurn(
+                    thread_id=thread_id,
+                    request_id=request_id,
+                    question=question,
+                    answer_json=answer.model_dump_json(),
+                    created_at=_now(),
+                )
+            )
+
+    async def history(self, thread_id: int) -> list[Turn]:
+        """The thread's answered questions, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ThreadTurn).where(ThreadTurn.thread_id == thread_id).order_by(ThreadTurn.id)
+            )
+            return [
+                Turn(question=row.question, answer=Answer.model_validate_json(row.answer_json))
+                for row in rows
+            ]
+
+    async def record_feedback(self, request_id: str, user_id: str, vote: Vote) -> None:
+        async with self._sessions.begin() as session:
+            await session.merge(
+                Feedback(request_id=request_id, user_id=user_id, vote=vote, updated_at=_now())
+            )
+
+    async def feedback(self, request_id: str) -> dict[str, Vote]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(Feedback).where(Feedback.request_id == request_id))
+            return {row.user_id: row.vote for row in rows}  # type: ignore[misc]
+
+    async def _update(self, request_id: str, **values: Any) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Request)
+                .where(Request.id == request_id)
+                .values(**values, updated_at=_now())
+            )
+
+
+def _create_engine(database_url: str) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    """WAL lets readers and the writer proceed together; foreign keys are off by default."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _request_record(row: Request) -> RequestRecord:
+    return RequestRecord(
+        id=row.id,
+        kind=row.kind,  # type: ignore[arg-type]
+        team_id=row.team_id,
+        channel_id=row.channel_id,
+        user_id=row.user_id,
+        thread_ts=row.thread_ts,
+        persona=row.persona,
+        question=row.question,
+        state=row.state,  # type: ignore[arg-type]
+        error=row.error,
+        reply_ts=row.reply_ts,
+    )
+
+
+def _thread_record(row: Thread) -> ThreadRecord:
+    return ThreadRecord(
+        id=row.id,
+        team_id=row.team_id,
+        channel_id=row.channel_id,
+        thread_ts=row.thread_ts,
+        persona=row.persona,
+    )

@@ -1,0 +1,129 @@
+"""The store on SQLite and PostgreSQL: atomic claims, states, thread memory, feedback, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.core.answer import Answer
+from bot.store import NewRequest, Store
+from bot.store.tables import Base, RequestTransition
+from tests.fakes.openai_api import VALID_ANSWER
+
+ANSWER = Answer.model_validate(VALID_ANSWER)
+
+
+def _new(claim_key: str = "event:Ev1", **changes) -> NewRequest:
+    fields = dict(
+        claim_key=claim_key,
+        kind="mention",
+        team_id="T111",
+        channel_id="C111",
+        user_id="W111",
+        thread_ts="1700000000.000100",
+        persona="backend-engineer",
+        question="Review the retry design.",
+    )
+    fields.update(changes)
+    return NewRequest(**fields)
+
+
+@pytest.fixture
+async def store(database_url):
+    opened = await Store.open(database_url)
+    yield opened
+    await opened.close()
+
+
+async def test_migrations_match_the_tables(store):
+    async with store._engine.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == []
+
+
+async def test_opening_twice_migrates_once(database_url):
+    first = await Store.open(database_url)
+    await first.close()
+    second = await Store.open(database_url)
+    assert await second.ping()
+    await second.close()
+
+
+async def test_claim_is_exactly_once_even_when_concurrent(store):
+    results = await asyncio.gather(*(store.claim_request(_new()) for _ in range(8)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert winners[0].state == "received"
+    assert await store.claim_request(_new()) is None
+    assert await store.claim_request(_new("event:Ev2")) is not None
+
+
+async def test_states_and_transitions_are_stored(store):
+    request = await store.claim_request(_new())
+    for state in ("gathering", "thinking"):
+        await store.transition(request.id, state)
+    await store.transition(request.id, "failed", detail="LLM timeout")
+    record = await store.get_request(request.id)
+    assert record.state == "failed" and record.error == "LLM timeout"
+    async with store._sessions() as session:
+        states = (
+            await session.scalars(
+                select(RequestTransition.state)
+                .where(RequestTransition.request_id == request.id)
+                .order_by(RequestTransition.id)
+            )
+        ).all()
+    assert states == ["received", "gathering", "thinking", "failed"]
+
+
+async def test_reopen_failed_wins_once(store):
+    request = await store.claim_request(_new())
+    assert await store.reopen_failed(request.id) is None  # not failed: nothing to retry
+    await store.transition(request.id, "failed", detail="boom")
+    results = await asyncio.gather(*(store.reopen_failed(request.id) for _ in range(4)))
+    reopened = [r for r in results if r is not None]
+    assert len(reopened) == 1 and reopened[0].state == "received" and reopened[0].error is None
+
+
+async def test_thread_ts_and_reply_ts(store):
+    request = await store.claim_request(_new(thread_ts=None, kind="command"))
+    await store.set_thread_ts(request.id, "1700000000.000200")
+    await store.set_reply_ts(request.id, "1700000000.000300")
+    record = await store.get_request(request.id)
+    assert (record.thread_ts, record.reply_ts) == ("1700000000.000200", "1700000000.000300")
+
+
+async def test_thread_memory_keeps_persona_and_turns_in_order(store):
+    assert await store.find_thread("T111", "C111", "1.0") is None
+    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    again = await store.open_thread("T111", "C111", "1.0", "someone-else")
+    assert again == thread and again.persona == "backend-engineer"
+    assert await store.find_thread("T111", "C222", "1.0") is None
+    for n in (1, 2):
+        request = await store.claim_request(_new(f"event:Ev{n}"))
+        await store.add_turn(thread.id, request.id, f"question {n}", ANSWER)
+    history = await store.history(thread.id)
+    assert [turn.question for turn in history] == ["question 1", "question 2"]
+    assert json.loads(history[0].answer.model_dump_json()) == VALID_ANSWER
+
+
+async def test_feedback_latest_vote_wins(store):
+    request = await store.claim_request(_new())
+    await store.record_feedback(request.id, "W111", "up")
+    await store.record_feedback(request.id, "W111", "down")
+    await store.record_feedback(request.id, "W222", "up")
+    assert await store.feedback(request.id) == {"W111": "down", "W222": "up"}
+
+
+async def test_ping_is_false_when_the_database_is_unreachable():
+    store = Store(create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none"))
+    assert await store.ping() is False
+    await store.close()
