@@ -1,0 +1,281 @@
+"""A Reply rendered for Slack as Block Kit messages, built with `slack_sdk.models.blocks`.
+
+Slack rejects a message that breaks one of its limits, so the renderer never lets one happen:
+long text is split over several section blocks, and blocks over several messages in the thread,
+rather than cut. Every string from a model goes through `escape()` first, so no model text can
+mention or ping anyone. https://docs.slack.dev/reference/block-kit/blocks
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.core.answer import Answer, NextAction, Reply
+from bot.core.commands import USAGE
+from bot.core.persona import Persona, UnknownPersonaError
+
+RETRY_ACTION = "oi_retry"
+FEEDBACK_UP_ACTION = "oi_feedback_up"
+FEEDBACK_DOWN_ACTION = "oi_feedback_down"
+
+_SECTION_TEXT_MAX = SectionBlock.text_max_length
+_HEADER_TEXT_MAX = HeaderBlock.text_max_length
+_FIELD_TEXT_MAX = 2_000
+_CONTEXT_TEXT_MAX = 2_000
+_MESSAGE_TEXT_MAX = 40_000
+# A message holds 50 blocks; the header, the footer and the feedback buttons take three.
+_BODY_BLOCKS_MAX = 50 - 3
+# Slack also refuses a message whose blocks hold about 12,000 characters in all
+# (`msg_blocks_too_long`, undocumented), so a message carries well under that.
+_BODY_TEXT_MAX = 8_000
+# Where text is best split: between paragraphs, then lines, then words.
+_BOUNDARIES = ("\n\n", "\n", " ")
+_QUOTE = "> "
+_NONE = "_none_"
+_BROADCAST = re.compile(r"@(?=channel|here|everyone)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """One chat.postMessage: Block Kit blocks and the plain `text` notifications show."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def escape(text: str) -> str:
+    """Make model text inert in Slack: no formatting as links or mentions, no pings.
+
+    `&`, `<` and `>` are Slack's control characters (`<!channel>`, `<@U123>`); a word joiner
+    after `@` keeps a plain `@channel`, `@here` or `@everyone` from notifying the channel.
+    https://docs.slack.dev/messaging/formatting-message-text#escaping
+    """
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@\u2060", escaped)
+
+
+def render_reply(*, persona: Persona, reply: Reply, request_id: str) -> list[SlackMessage]:
+    """The answer as one message, or several in a row when it is too big for one."""
+    pages = _paginate(_body(reply.answer))
+    messages = []
+    for number, page in enumerate(pages, start=1):
+        if number == 1:
+            header = _header(persona.title)
+            text = f"{escape(persona.title)}: {escape(reply.answer.summary)}"
+        else:
+            header = _header(persona.title, f" (continued, {number}/{len(pages)})")
+            text = header.text.text
+        blocks: list[Block] = [header, *page]
+        if number == len(pages):
+            blocks += [_footer(reply), _feedback(request_id)]
+        messages.append(_message(text, blocks))
+    return messages
+
+
+def render_progress(*, persona: Persona) -> SlackMessage:
+    """The placeholder posted at once, replaced by the answer (chat.update) when it is ready."""
+    text = f":hourglass_flowing_sand: {escape(persona.title)} is thinking…"
+    return _message(text, [_section(text)])
+
+
+def render_question(*, user_id: str, persona: Persona, question: str) -> SlackMessage:
+    """The channel message a slash command posts, so that the answer can thread under it.
+
+    A slash command leaves no message of its own to reply to. The question is the user's own
+    text echoed back (the persona reads all of it), so a long one is shown shortened, with "…".
+    """
+    asked = f"<@{user_id}> asked *{escape(persona.title)}*:"
+    quoted = _truncate(escape(question), _SECTION_TEXT_MAX)
+    return _message(f"{asked} {quoted}", _quoted(asked, quoted))
+
+
+def render_failure(*, reason: str, request_id: str | None) -> SlackMessage:
+    """A failure is an answer too: a short honest message, and a retry button when one can help."""
+    text = f":warning: {escape(reason)}"
+    blocks: list[Block] = [_section(_truncate(text, _SECTION_TEXT_MAX))]
+    if request_id is not None:
+        retry = ButtonElement(
+            text="Try again", action_id=RETRY_ACTION, value=request_id, style="primary"
+        )
+        blocks.append(ActionsBlock(elements=[retry]))
+    return _message(text, blocks)
+
+
+def render_usage(problem: str | None = None) -> str:
+    """The command grammar as Slack users type it, after the reason a command was not understood."""
+    usage = USAGE.replace("  oi ", "  /oi ")
+    lead = f"{escape(problem)}\n" if problem else ""
+    return f"{lead}```{usage}```"
+
+
+def render_personas(personas: list[Persona]) -> str:
+    return "\n".join(f"*{persona.name}*: {escape(persona.description)}" for persona in personas)
+
+
+def render_unknown_persona(error: UnknownPersonaError) -> str:
+    """A typo costs no LLM call: the closest names, and where to see them all."""
+    return f"{escape(str(error))} `/oi personas` lists them all."
+
+
+def _body(answer: Answer) -> list[SectionBlock]:
+    return [
+        *_sections(_labelled("Summary", [escape(answer.summary)])),
+        *_quoted("*Recommendation*", escape(answer.recommendation)),
+        *_sections(_bulleted("Rationale", answer.rationale)),
+        *_sections(_bulleted("Risks", answer.risks)),
+        *_next_actions(answer.next_actions),
+        *_sections(_bulleted("Missing context", answer.missing_context)),
+    ]
+
+
+def _labelled(label: str, lines: list[str]) -> str:
+    return "\n".join([f"*{label}*", *(lines or [_NONE])])
+
+
+def _bulleted(label: str, items: list[str]) -> str:
+    return _labelled(label, [f"• {escape(item)}" for item in items])
+
+
+def _quoted(label: str, escaped: str) -> list[SectionBlock]:
+    """A label over a block quote; a piece that starts mid-line is quoted again to stay quoted."""
+    quoted = "\n".join(_QUOTE + line for line in escaped.splitlines() or [""])
+    pieces = _split(f"{label}\n{quoted}", _SECTION_TEXT_MAX - len(_QUOTE))
+    return [
+        _section(piece if index == 0 or piece.startswith(_QUOTE.strip()) else _QUOTE + piece)
+        for index, piece in enumerate(pieces)
+    ]
+
+
+def _next_actions(actions: list[NextAction]) -> list[SectionBlock]:
+    if not actions:
+        return _sections(_labelled("Next actions", []))
+    blocks = _sections("*Next actions*")
+    for number, action in enumerate(actions, start=1):
+        blocks += _next_action(number, action)
+    return blocks
+
+
+def _next_action(number: int, action: NextAction) -> list[SectionBlock]:
+    """Owner and outcome side by side as fields, or as plain text when a field is too long."""
+    title = f"*{number}. {escape(action.title)}*"
+    fields = [f"*Owner*\n{escape(action.owner)}", f"*Outcome*\n{escape(action.outcome)}"]
+    if len(title) > _SECTION_TEXT_MAX or any(len(field) > _FIELD_TEXT_MAX for field in fields):
+        return _sections("\n".join([title, *fields]))
+    return [
+        SectionBlock(
+            text=MarkdownTextObject(text=title),
+            fields=[MarkdownTextObject(text=field) for field in fields],
+        )
+    ]
+
+
+def _header(title: str, suffix: str = "") -> HeaderBlock:
+    """Only the persona's title is shortened, so that a "continued" suffix always shows."""
+    return HeaderBlock(text=_truncate(title, _HEADER_TEXT_MAX - len(suffix)) + suffix)
+
+
+def _footer(reply: Reply) -> ContextBlock:
+    usage = reply.usage
+    text = (
+        f"{escape(reply.model)} · {usage.total_tokens} tokens "
+        f"({usage.prompt_tokens} in, {usage.completion_tokens} out) · {reply.latency_seconds:.1f}s"
+    )
+    return ContextBlock(elements=[MarkdownTextObject(text=_truncate(text, _CONTEXT_TEXT_MAX))])
+
+
+def _feedback(request_id: str) -> ActionsBlock:
+    """Thumbs up and down; their value names the request, so the vote is stored against it."""
+    return ActionsBlock(
+        elements=[
+            ButtonElement(
+                text="👍",
+                action_id=FEEDBACK_UP_ACTION,
+                value=request_id,
+                accessibility_label="Helpful",
+            ),
+            ButtonElement(
+                text="👎",
+                action_id=FEEDBACK_DOWN_ACTION,
+                value=request_id,
+                accessibility_label="Not helpful",
+            ),
+        ]
+    )
+
+
+def _paginate(blocks: list[SectionBlock]) -> list[list[SectionBlock]]:
+    """Fill each message up to the block and text budgets, then start the next one."""
+    pages: list[list[SectionBlock]] = [[]]
+    size = 0
+    for block in blocks:
+        length = _text_length(block)
+        if pages[-1] and (len(pages[-1]) == _BODY_BLOCKS_MAX or size + length > _BODY_TEXT_MAX):
+            pages.append([])
+            size = 0
+        pages[-1].append(block)
+        size += length
+    return pages
+
+
+def _text_length(block: SectionBlock) -> int:
+    return len(block.text.text) + sum(len(field.text) for field in block.fields)
+
+
+def _sections(text: str) -> list[SectionBlock]:
+    return [_section(piece) for piece in _split(text, _SECTION_TEXT_MAX)]
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text))
+
+
+def _split(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters; the whitespace at a split is dropped, nothing else."""
+    pieces = []
+    while len(text) > limit:
+        cut = _cut_point(text, limit)
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip()
+    pieces.append(text)
+    return [piece for piece in pieces if piece.strip()]
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Where to split: the widest boundary in the second half of `limit`, or else a hard cut.
+
+    Looking only in the second half leaves no piece nearly empty (a label cut from its text);
+    a hard cut moves back rather than split an entity such as `&amp;`.
+    """
+    window = text[: limit + 1]
+    for boundary in _BOUNDARIES:
+        cut = window.rfind(boundary, limit // 2)
+        if cut > 0:
+            return cut
+    entity = text.rfind("&", limit - len("&amp;") + 1, limit)
+    return entity if entity > 0 and ";" not in text[entity:limit] else limit
+
+
+def _truncate(text: str, limit: int) -> str:
+    """For titles, reasons, echoes and notifications; an answer's content is split, never cut."""
+    if len(text) <= limit:
+        return text
+    return text[: _cut_point(text, limit - 1)].rstrip() + "…"
+
+
+def _message(text: str, blocks: list[Block]) -> SlackMessage:
+    """`to_dict()` runs slack_sdk's validators, so a broken limit fails here, not at Slack."""
+    return SlackMessage(
+        text=_truncate(text, _MESSAGE_TEXT_MAX), blocks=[block.to_dict() for block in blocks]
+    )
