@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
 from tests.databases import fresh_postgres_url, sqlite_url
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack_api import FakeSlack
+
+
+_Fake = TypeVar("_Fake", FakeOpenAI, FakeSlack)
+
+
+def _running(server: _Fake) -> Iterator[_Fake]:
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(FakeOpenAI())
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    yield from _running(FakeSlack())
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,541 @@
+"""A local Slack: the Web API methods the bot calls, Socket Mode, and slash command response URLs.
+
+The bot talks to it exactly as to slack.com: slack_sdk's `AsyncWebClient(base_url=fake.api_url)`
+posts `POST /api/<method>` with the token in `Authorization: Bearer …` and its arguments in the
+query string (auth.test, reactions.*, chat.delete), a JSON body (chat.postMessage, chat.update,
+chat.postEphemeral) or a form body (anything sent with `data=`); all three are merged, as Slack
+does. Answers follow Slack's documented shapes (https://docs.slack.dev/reference/methods and the
+vendored `tests/vendor/slack/`): HTTP 200 with `ok: false` and an error code for a refused call,
+HTTP 429 with `Retry-After` when rate limited, and the limits Slack enforces on a message (50
+blocks, 40,000 characters of text). Messages are kept per channel so a test can read what a thread
+shows; every call is recorded, and a `threading.Condition` lets tests wait for calls without
+sleeping. Tests running async code call the waiting methods through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes._server import ThreadedServer
+
+VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "slack"
+
+MAX_BLOCKS = 50
+MAX_TEXT = 40_000
+
+# Every error code the fake answers with on its own, per method. `fail()` may inject any other
+# code that Slack documents for the method (see `fail`).
+ERRORS: dict[str, frozenset[str]] = {
+    "auth.test": frozenset(),
+    "chat.postMessage": frozenset(
+        {"channel_not_found", "no_text", "msg_too_long", "invalid_blocks", "invalid_blocks_format",
+         "invalid_form_data"}
+    ),
+    "chat.update": frozenset(
+        {"channel_not_found", "message_not_found", "no_text", "msg_too_long", "invalid_blocks",
+         "invalid_blocks_format", "invalid_form_data"}
+    ),
+    "chat.postEphemeral": frozenset(
+        {"channel_not_found", "user_not_in_channel", "no_text", "msg_too_long", "invalid_blocks",
+         "invalid_blocks_format", "invalid_form_data"}
+    ),
+    "chat.delete": frozenset({"channel_not_found", "message_not_found"}),
+    "reactions.add": frozenset({"no_item_specified", "invalid_name", "already_reacted"}),
+    "reactions.remove": frozenset({"no_item_specified", "invalid_name", "no_reaction"}),
+    "apps.connections.open": frozenset(),
+}
+# Errors any method can answer: a missing or wrong token, and the bodies of `rate_limit()` (429)
+# and `server_error()` (500).
+COMMON_ERRORS = frozenset({"not_authed", "invalid_auth", "ratelimited", "fatal_error"})
+
+_BOT_ICONS = {
+    "image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png",
+    "image_48": "https://a.slack-edge.com/80588/img/plugins/app/bot_48.png",
+    "image_72": "https://a.slack-edge.com/80588/img/plugins/app/service_72.png",
+}
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One request received: the Web API method (or `"response_url"`), its merged arguments, the
+    request headers, and what the fake answered (HTTP status and JSON body)."""
+
+    method: str
+    args: dict[str, Any]
+    headers: dict[str, str]
+    path: str
+    status: int
+    response: dict[str, Any]
+
+    @property
+    def error(self) -> str | None:
+        return None if self.response.get("ok", True) else self.response.get("error")
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+
+class FakeSlack:
+    """The server, its message store and its records; see the module docstring."""
+
+    def __init__(
+        self,
+        bot_token: str = "xoxb-test-token",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        team_id: str = "T111",
+        app_token: str = "xapp-test-token",
+        app_id: str = "A111",
+    ) -> None:
+        self.bot_token, self.bot_user_id, self.bot_id = bot_token, bot_user_id, bot_id
+        self.team_id, self.app_token, self.app_id = team_id, app_token, app_id
+        self._condition = threading.Condition()
+        self._calls: list[SlackCall] = []
+        self._messages: dict[str, dict[str, dict[str, Any]]] = {}  # channel -> ts -> message
+        self._reactions: dict[tuple[str, str], list[str]] = {}  # (channel, ts) -> names
+        self._injected: dict[str, deque[_Reply]] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_acks: list[dict[str, Any]] = []
+        self._last_ts = 1_700_000_000_000_000  # microseconds
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.delete": self._delete,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "apps.connections.open": self._connections_open,
+        }
+        assert self._methods.keys() == ERRORS.keys(), "declare each method's errors in ERRORS"
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._web_api)
+        app.router.add_post("/response/{name:.*}", self._response_url)
+        app.router.add_get("/socket-mode", self._socket_mode)
+        self._server = ThreadedServer(app)
+
+    # -- lifecycle and addresses
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def api_url(self) -> str:
+        """What `SLACK_API_URL` is set to."""
+        return f"{self._server.url}/api/"
+
+    def response_url(self, name: str) -> str:
+        """A slash command or interactivity `response_url` that posts back here."""
+        return f"{self._server.url}/response/{name}"
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop(before=self._close_sockets)
+
+    # -- what tests read
+
+    @property
+    def calls(self) -> list[SlackCall]:
+        with self._condition:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        with self._condition:
+            return [call for call in self._calls if call.method == method]
+
+    def messages(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """The channel's live messages in posting order (latest version, deleted ones gone); with
+        `thread_ts`, only that thread as `conversations.replies` shows it: parent, then replies."""
+        with self._condition:
+            stored = list(self._messages.get(channel, {}).values())
+        if thread_ts is not None:
+            stored = [m for m in stored if thread_ts in (m["ts"], m.get("thread_ts"))]
+        return copy.deepcopy(stored)
+
+    def reactions(self, channel: str, ts: str) -> list[str]:
+        """The names of the reactions the bot has on a message, in the order it added them."""
+        with self._condition:
+            return list(self._reactions.get((channel, ts), []))
+
+    @property
+    def socket_acks(self) -> list[dict[str, Any]]:
+        """Every message a Socket Mode client sent: its acks, `{"envelope_id": …, "payload": …}`."""
+        with self._condition:
+            return list(self._socket_acks)
+
+    # -- failure injection: consumed in order, per method
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        """Answer the next `times` calls with HTTP 200 `{"ok": false, "error": error}`.
+
+        The error must be one Slack documents for the method (the vendored spec's enum, or one the
+        fake answers with itself), so a typo cannot make a test pass on an error Slack never sends.
+        """
+        documented = _spec_errors(self._served(method))
+        if documented is not None and error not in documented | ERRORS[method] | COMMON_ERRORS:
+            known = sorted(documented)
+            raise ValueError(f"Slack does not document {error!r} for {method}: {known}")
+        self._inject(method, _Reply(200, {"ok": False, "error": error}), times)
+
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """HTTP 429 with `Retry-After` (whole seconds): slack_sdk's AsyncRateLimitErrorRetryHandler
+        then sleeps `retry_after + random()` seconds, so 0 keeps a test under a second."""
+        body = {"ok": False, "error": "ratelimited"}
+        self._inject(method, _Reply(429, body, {"Retry-After": str(retry_after)}), times)
+
+    def server_error(self, method: str, times: int = 1) -> None:
+        """HTTP 500, as in a Slack outage; slack_sdk's AsyncServerErrorRetryHandler retries it."""
+        self._inject(method, _Reply(500, {"ok": False, "error": "fatal_error"}), times)
+
+    def _inject(self, method: str, reply: _Reply, times: int) -> None:
+        with self._condition:
+            self._injected.setdefault(self._served(method), deque()).extend([reply] * times)
+
+    def _served(self, method: str) -> str:
+        if method not in self._methods and method != "response_url":
+            raise ValueError(f"the fake does not serve {method!r}")
+        return method
+
+    # -- waiting without sleeping
+
+    def wait_for(self, predicate: Callable[[FakeSlack], bool], timeout: float = 10) -> None:
+        """Block until `predicate(self)` holds; checked again after every call and every ack."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: predicate(self), timeout=timeout):
+                raise AssertionError(f"timed out after {timeout}s; {self._summary()}")
+
+    def wait_for_calls(self, method: str, count: int, timeout: float = 10) -> list[SlackCall]:
+        self.wait_for(lambda fake: len(fake.calls_to(method)) >= count, timeout)
+        return self.calls_to(method)
+
+    def wait_for_ack(self, envelope_id: str, timeout: float = 10) -> dict[str, Any]:
+        """The Socket Mode client's ack of an envelope, once it arrives."""
+        self.wait_for(lambda fake: _ack(fake.socket_acks, envelope_id) is not None, timeout)
+        return _ack(self.socket_acks, envelope_id) or {}
+
+    def _summary(self) -> str:
+        lines = [
+            f"  {c.method} {c.status} {c.error or 'ok'} {json.dumps(c.args, default=str)[:200]}"
+            for c in self._calls
+        ]
+        acks = f"{len(self._socket_acks)} Socket Mode acks"
+        return f"{acks}, {len(lines)} calls:\n" + "\n".join(lines) if lines else f"{acks}, no calls"
+
+    # -- Socket Mode
+
+    def send_envelope(self, envelope: dict[str, Any], timeout: float = 10) -> None:
+        """Push an envelope to the most recently connected Socket Mode client, once one is."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: bool(self._sockets), timeout=timeout):
+                summary = self._summary()
+                raise AssertionError(f"no Socket Mode client connected in {timeout}s; {summary}")
+            socket = self._sockets[-1]
+        self._server.call(lambda: socket.send_json(envelope))
+
+    async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        with self._condition:
+            connections = len(self._sockets) + 1
+        await socket.send_json(_hello(self.app_id, connections))
+        self._record_socket(socket, connected=True)
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    with self._condition:
+                        self._socket_acks.append(json.loads(message.data))
+                        self._condition.notify_all()
+        finally:
+            self._record_socket(socket, connected=False)
+        return socket
+
+    def _record_socket(self, socket: web.WebSocketResponse, *, connected: bool) -> None:
+        with self._condition:
+            if connected:
+                self._sockets.append(socket)
+            else:
+                self._sockets.remove(socket)
+            self._condition.notify_all()
+
+    async def _close_sockets(self) -> None:
+        with self._condition:
+            sockets = list(self._sockets)
+        for socket in sockets:
+            await socket.close()
+
+    # -- HTTP
+
+    async def _web_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _arguments(request)
+        token = _bearer(request) or args.pop("token", None)
+        with self._condition:
+            reply = self._answer(method, token, args)
+            self._record(method, args, request, reply)
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        args = await _arguments(request)
+        with self._condition:
+            reply = self._next_injected("response_url") or _Reply(200, {"ok": True})
+            self._record("response_url", args, request, reply)
+        if reply.status == 200 and reply.body.get("ok"):
+            return web.Response(text="ok")
+        return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+
+    def _answer(self, method: str, token: str | None, args: dict[str, Any]) -> _Reply:
+        """Slack's order: an unknown method, the token, (injected) limits, then the call."""
+        handler = self._methods.get(method)
+        if handler is None:
+            return _refused("unknown_method")
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if not token:
+            return _refused("not_authed")
+        if token != expected:
+            return _refused("invalid_auth")
+        injected = self._next_injected(method)
+        if injected is not None:
+            return injected
+        try:
+            return _Reply(200, {"ok": True, **handler(args)})
+        except _Refusal as refusal:
+            assert refusal.error in ERRORS[method], f"{method}: {refusal.error!r} is not in ERRORS"
+            return _refused(refusal.error, *refusal.messages)
+
+    def _next_injected(self, method: str) -> _Reply | None:
+        queue = self._injected.get(method)
+        return queue.popleft() if queue else None
+
+    def _record(
+        self, method: str, args: dict[str, Any], request: web.Request, reply: _Reply
+    ) -> None:
+        headers = dict(request.headers)
+        self._calls.append(SlackCall(method, args, headers, request.path, reply.status, reply.body))
+        self._condition.notify_all()
+
+    # -- the methods: the fields of a success, or a _Refusal (called with the lock held)
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://oi-test.slack.com/",
+            "team": "oi test",
+            "user": "oi",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = _required(args, "channel", "channel_not_found")
+        message = {**_compose(args, self._bot_message()), "ts": self._next_ts()}
+        thread_ts = args.get("thread_ts")
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+            parent = self._messages.get(channel, {}).get(thread_ts)
+            if parent is not None:
+                message["parent_user_id"] = parent["user"]
+        self._messages.setdefault(channel, {})[message["ts"]] = message
+        return {"channel": channel, "ts": message["ts"], "message": message}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = self._find(args)
+        message = _compose(args, self._messages[channel][ts])
+        self._messages[channel][ts] = message
+        return {"channel": channel, "ts": ts, "text": message["text"], "message": message}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        _required(args, "channel", "channel_not_found")
+        _required(args, "user", "user_not_in_channel")
+        _compose(args, {})
+        return {"message_ts": self._next_ts()}
+
+    def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = self._find(args)
+        del self._messages[channel][ts]
+        return {"channel": channel, "ts": ts}
+
+    def _find(self, args: dict[str, Any]) -> tuple[str, str]:
+        """The `channel` and `ts` of a message the bot posted."""
+        channel = _required(args, "channel", "channel_not_found")
+        ts = args.get("ts")
+        if ts not in self._messages.get(channel, {}):
+            raise _Refusal("message_not_found")
+        return channel, ts
+
+    def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        names, name = self._reaction_names(args)
+        if name in names:
+            raise _Refusal("already_reacted")
+        names.append(name)
+        return {}
+
+    def _reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        names, name = self._reaction_names(args)
+        if name not in names:
+            raise _Refusal("no_reaction")
+        names.remove(name)
+        return {}
+
+    def _reaction_names(self, args: dict[str, Any]) -> tuple[list[str], str]:
+        """The bot's reactions on the message `channel` + `timestamp`, and the reaction's name.
+        Any message will do: users' messages reach the bot as events, the fake never saw them."""
+        channel = _required(args, "channel", "no_item_specified")
+        timestamp = _required(args, "timestamp", "no_item_specified")
+        name = _required(args, "name", "invalid_name")
+        return self._reactions.setdefault((channel, timestamp), []), name
+
+    def _connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"ws://127.0.0.1:{self._server.port}/socket-mode"}
+
+    def _bot_message(self) -> dict[str, Any]:
+        """A message as Slack returns one the bot posted with its bot token (`ts` still to come)."""
+        return {
+            "user": self.bot_user_id,
+            "type": "message",
+            "ts": "",
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "text": "",
+            "team": self.team_id,
+            "bot_profile": {
+                "id": self.bot_id,
+                "deleted": False,
+                "name": "oi",
+                "updated": 1700000000,
+                "app_id": self.app_id,
+                "icons": _BOT_ICONS,
+                "team_id": self.team_id,
+            },
+        }
+
+    def _next_ts(self) -> str:
+        """Fresh and strictly increasing, in Slack's `seconds.microseconds` format."""
+        self._last_ts += 100
+        return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
+
+
+class _Refusal(Exception):
+    """Slack refusing a call: HTTP 200, `ok: false`, an error code and maybe detail messages."""
+
+    def __init__(self, error: str, *messages: str) -> None:
+        super().__init__(error)
+        self.error, self.messages = error, messages
+
+
+def _required(args: dict[str, Any], name: str, error: str) -> str:
+    if not args.get(name):
+        raise _Refusal(error)
+    return args[name]
+
+
+def _compose(args: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """`base` with the message fields the call sets. Fields left out keep their value and an
+    empty list removes one, as chat.update does; Slack refuses a message that shows nothing."""
+    message = {key: value for key, value in {**base, **_content(args)}.items() if value != []}
+    if not (message.get("text") or message.get("blocks") or message.get("attachments")):
+        raise _Refusal("no_text")
+    return message
+
+
+def _content(args: dict[str, Any]) -> dict[str, Any]:
+    """The message fields a call sets, decoded (form bodies carry JSON strings) and held to
+    Slack's limits: at most 50 blocks, each an object with a `type`; at most 40,000 characters."""
+    content: dict[str, Any] = {}
+    for key in ("text", "blocks", "attachments", "metadata"):
+        if key in args:
+            value = args[key]
+            if key != "text" and isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    raise _Refusal(
+                        "invalid_blocks_format" if key == "blocks" else "invalid_form_data"
+                    ) from None
+            content[key] = value
+    blocks = content.get("blocks", [])
+    if not isinstance(blocks, list):
+        raise _Refusal("invalid_blocks_format")
+    if len(blocks) > MAX_BLOCKS:
+        detail = f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"
+        raise _Refusal("invalid_blocks", detail)
+    for index, block in enumerate(blocks):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            detail = f"missing required field: type [json-pointer:/blocks/{index}]"
+            raise _Refusal("invalid_blocks", detail)
+    if len(str(content.get("text", ""))) > MAX_TEXT:
+        raise _Refusal("msg_too_long")
+    return content
+
+
+def _refused(error: str, *messages: str) -> _Reply:
+    body: dict[str, Any] = {"ok": False, "error": error}
+    if messages:
+        body["response_metadata"] = {"messages": [f"[ERROR] {m}" for m in messages]}
+    return _Reply(200, body)
+
+
+def _hello(app_id: str, connections: int) -> dict[str, Any]:
+    """Slack's first Socket Mode message (docs.slack.dev/apis/events-api/using-socket-mode)."""
+    return {
+        "type": "hello",
+        "num_connections": connections,
+        "debug_info": {
+            "host": "applink-fake", "build_number": 1, "approximate_connection_time": 3600
+        },
+        "connection_info": {"app_id": app_id},
+    }
+
+
+def _ack(acks: list[dict[str, Any]], envelope_id: str) -> dict[str, Any] | None:
+    return next((ack for ack in acks if ack.get("envelope_id") == envelope_id), None)
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _arguments(request: web.Request) -> dict[str, Any]:
+    """The call's arguments: query string, then the form or JSON body (Slack accepts all three)."""
+    args: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.json()
+        args.update(body if isinstance(body, dict) else {})
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    return args
+
+
+@functools.cache
+def _spec() -> dict[str, Any]:
+    return json.loads((VENDOR / "slack_web_openapi_v2.json").read_text())
+
+
+def _spec_errors(method: str) -> frozenset[str] | None:
+    """The `error` enum the vendored Web API spec documents for a method, None where it has none."""
+    operations = _spec()["paths"].get(f"/{method}")
+    if not operations:
+        return None
+    codes: set[str] = set()
+    for operation in operations.values():
+        schema = operation.get("responses", {}).get("default", {}).get("schema", {})
+        codes.update(schema.get("properties", {}).get("error", {}).get("enum", []))
+    return frozenset(codes) if codes else None
