@@ -38,13 +38,19 @@ class Settings(BaseSettings):
     linear_api_url: str = "https://api.linear.app/graphql"
 
     database_url: str = "sqlite+aiosqlite:///data/oi.sqlite3"
-    port: int = Field(default=3000, ge=1, le=65535)
+    port: int = Field(default=3000, ge=0, le=65535, description="0 picks a free port.")
 
     log_level: str | None = None
     log_format: Literal["json", "console", "auto"] = "auto"
 
     oi_personas_dir: str | None = Field(
         default=None, description="Extra persona folders, separated like PATH entries."
+    )
+    oi_default_persona: str = Field(
+        default="backend-engineer", description="Who answers a mention that names no persona."
+    )
+    oi_shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, description="How long SIGTERM waits for answers in flight."
     )
     oi_llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Per HTTP attempt.")
     oi_llm_max_retries: int = Field(default=2, ge=0, le=10, description="On 429, 5xx, timeouts.")

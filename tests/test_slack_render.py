@@ -321,7 +321,7 @@ def test_slack_reference_blocks_round_trip():
 
 
 def test_usage_personas_and_typo_texts():
-    assert "/oi <persona> <question>" in render_usage()
+    assert "/oi &lt;persona&gt; &lt;question&gt;" in render_usage()
     assert render_usage("What should <b> answer?").startswith("What should &lt;b&gt; answer?\n")
     listed = render_personas(load_personas().all())
     assert listed.startswith("*backend-engineer*: Owns server-side")

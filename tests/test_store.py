@@ -127,3 +127,9 @@ async def test_ping_is_false_when_the_database_is_unreachable():
     store = Store(create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none"))
     assert await store.ping() is False
     await store.close()
+
+
+async def test_plain_claim_is_once(store):
+    assert await store.claim("message:C1:1.0") is True
+    assert await store.claim("message:C1:1.0") is False
+    assert await store.claim_request(_new("message:C1:1.0")) is None

@@ -115,9 +115,9 @@ def render_failure(*, reason: str, request_id: str | None) -> SlackMessage:
 
 def render_usage(problem: str | None = None) -> str:
     """The command grammar as Slack users type it, after the reason a command was not understood."""
-    usage = USAGE.replace("  oi ", "  /oi ")
+    usage = re.sub(r"\boi ", "/oi ", USAGE)
     lead = f"{escape(problem)}\n" if problem else ""
-    return f"{lead}```{usage}```"
+    return f"{lead}```{escape(usage)}```"
 
 
 def render_personas(personas: list[Persona]) -> str:

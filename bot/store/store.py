@@ -94,6 +94,15 @@ class Store:
             return False
         return True
 
+    async def claim(self, key: str) -> bool:
+        """True for the first claim of `key`, False for every later one (any process)."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(Claim(key=key, claimed_at=_now()))
+        except IntegrityError:
+            return False
+        return True
+
     async def claim_request(self, new: NewRequest) -> RequestRecord | None:
         """Record the request, or None when another delivery of it was claimed already."""
         now = _now()

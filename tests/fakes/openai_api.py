@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -38,12 +39,12 @@ VALID_ANSWER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Scripted:
-    """One scripted reply: a status, headers and a body, or a hang until the server stops."""
+    """One scripted reply: a status, headers and a body, held back until `release()` if `held`."""
 
     status: int = 200
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    hang: bool = False
+    held: bool = False
 
 
 def answer(content: dict[str, Any] | None = None) -> Scripted:
@@ -71,7 +72,13 @@ def error(status: int, message: str = "error", **headers: str) -> Scripted:
 
 
 def hang() -> Scripted:
-    return Scripted(hang=True)
+    """No answer until the test releases it (or the server stops); then a 503."""
+    return replace(error(503, "server stopped"), held=True)
+
+
+def held(scripted: Scripted) -> Scripted:
+    """`scripted`, sent only when the test calls `release()`: an LLM call kept in flight."""
+    return replace(scripted, held=True)
 
 
 class FakeOpenAI:
@@ -82,6 +89,7 @@ class FakeOpenAI:
         self.authorizations: list[str | None] = []
         self._script: deque[Scripted] = deque()
         self._released = asyncio.Event()
+        self._arrived = threading.Condition()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         self._server = ThreadedServer(app)
@@ -97,24 +105,36 @@ class FakeOpenAI:
         self._server.start()
 
     def stop(self) -> None:
-        self._server.stop(before=self._release_hung_requests)
+        self._server.stop(before=self._release)
 
-    async def _release_hung_requests(self) -> None:
+    def release(self) -> None:
+        """Let every held reply go, now and from now on."""
+        self._server.call(self._release)
+
+    def wait_for_requests(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        """Block until `count` requests have arrived (tests running async code use to_thread)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout=timeout):
+                raise AssertionError(f"{len(self.requests)} requests after {timeout}s, not {count}")
+        return list(self.requests)
+
+    async def _release(self) -> None:
         self._released.set()
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         self.authorizations.append(request.headers.get("Authorization"))
         body = await request.json()
-        self.requests.append(body)
+        with self._arrived:
+            self.requests.append(body)
+            self._arrived.notify_all()
         problem = _invalid_request(body)
         if problem:
             return _error_response(400, problem)
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return _error_response(401, "You didn't provide an API key.")
         scripted = self._script.popleft() if self._script else answer()
-        if scripted.hang:
+        if scripted.held:
             await self._released.wait()
-            return _error_response(503, "server stopped")
         payload = dict(scripted.body or {})
         if scripted.status == 200:
             payload = _with_usage(payload, body)

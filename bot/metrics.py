@@ -1,0 +1,50 @@
+"""Prometheus metrics, one registry per process, served at `GET /metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from bot.core.answer import Reply
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """Requests by kind and outcome; ack, context, LLM and end-to-end latency; tokens; feedback."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "oi_requests", "Questions handled, by kind and outcome.", ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.ack_seconds = Histogram(
+            "oi_ack_seconds", "Time from a Slack request's arrival to our HTTP answer.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.context_seconds = Histogram(
+            "oi_context_seconds", "Time spent gathering context for a question.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.llm_seconds = Histogram(
+            "oi_llm_seconds", "Time the LLM took to answer, retries included.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.end_to_end_seconds = Histogram(
+            "oi_end_to_end_seconds", "Time from claiming a question to its answer (or failure) in Slack.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.tokens = Counter(
+            "oi_llm_tokens", "LLM tokens used, by direction.", ["direction"], registry=self.registry
+        )
+        self.feedback = Counter(
+            "oi_feedback", "Feedback buttons pressed, by vote.", ["vote"], registry=self.registry
+        )
+
+    def observe_reply(self, reply: Reply) -> None:
+        self.llm_seconds.observe(reply.latency_seconds)
+        self.tokens.labels("prompt").inc(reply.usage.prompt_tokens)
+        self.tokens.labels("completion").inc(reply.usage.completion_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,92 @@
+"""Mentions, DMs and thread replies: one handler, so the same message arriving as both
+`app_mention` and `message` (or retried by Slack) is claimed, and answered, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.core.commands import Ask, ListPersonas, parse_command
+from bot.core.persona import UnknownPersonaError
+from bot.slack.incoming import mentions, question_text
+from bot.slack.render import render_personas, render_unknown_persona, render_usage
+from bot.slack.services import SlackServices
+from bot.store import NewRequest
+from bot.store.store import RequestKind
+
+# Message subtypes a person writes; edits, deletions, joins and bot posts are not questions.
+_HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
+
+
+def register(app: AsyncApp, services: SlackServices) -> None:
+    @app.event("app_mention")
+    async def on_app_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+        await _handle(services, event, team_id=body["team_id"], mentioned=True)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("bot_id"):
+            return
+        mentioned = mentions(event.get("text", ""), user_id=services.bot_user_id)
+        await _handle(services, event, team_id=body["team_id"], mentioned=mentioned)
+
+
+async def _handle(
+    services: SlackServices, event: dict[str, Any], *, team_id: str, mentioned: bool
+) -> None:
+    user, channel, ts = event.get("user"), event["channel"], event["ts"]
+    if not user or user == services.bot_user_id:
+        return
+    thread_ts = event.get("thread_ts")
+    claim_key = f"message:{channel}:{ts}"
+    text = question_text(event.get("text", ""), bot_user_id=services.bot_user_id)
+    thread = await services.store.find_thread(team_id, channel, thread_ts) if thread_ts else None
+    kind: RequestKind
+    if thread is not None:
+        persona, question, kind = thread.persona, text, "follow_up"
+    elif mentioned or event.get("channel_type") == "im":
+        try:
+            parsed = parse_command(text, services.personas, default_persona=services.default_persona)
+        except UnknownPersonaError as error:
+            await _tell_once(services, event, claim_key, render_unknown_persona(error))
+            return
+        if isinstance(parsed, ListPersonas):
+            await _tell_once(services, event, claim_key, render_personas(services.personas.all()))
+            return
+        if not isinstance(parsed, Ask):
+            await _tell_once(services, event, claim_key, render_usage(parsed.problem))
+            return
+        persona, question = parsed.persona, parsed.question
+        kind = "direct" if event.get("channel_type") == "im" else "mention"
+    else:
+        return
+    if not question:
+        return
+    request = await services.store.claim_request(
+        NewRequest(
+            claim_key=claim_key,
+            kind=kind,
+            team_id=team_id,
+            channel_id=channel,
+            user_id=user,
+            thread_ts=thread_ts or ts,
+            persona=persona,
+            question=question,
+        )
+    )
+    if request is not None:
+        services.tasks.spawn(services.responder.answer(request), name=f"request-{request.id}")
+
+
+async def _tell_once(
+    services: SlackServices, event: dict[str, Any], claim_key: str, text: str
+) -> None:
+    """An ephemeral reply (help, persona list, a typo) to a message, sent once per message."""
+    if await services.store.claim(claim_key):
+        await services.responder.tell(
+            channel=event["channel"],
+            user=event["user"],
+            thread_ts=event.get("thread_ts") or event["ts"],
+            text=text,
+        )

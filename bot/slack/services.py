@@ -1,0 +1,22 @@
+"""What the Slack listeners need, made once at start-up and handed to each of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.background import BackgroundTasks
+from bot.core.persona import PersonaRegistry
+from bot.metrics import Metrics
+from bot.slack.responder import Responder
+from bot.store import Store
+
+
+@dataclass(frozen=True)
+class SlackServices:
+    store: Store
+    personas: PersonaRegistry
+    responder: Responder
+    tasks: BackgroundTasks
+    metrics: Metrics
+    bot_user_id: str
+    default_persona: str

@@ -1,0 +1,74 @@
+"""The real bot (`BotServer`) running in the test's event loop, driven by signed HTTP requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot.config import Settings
+from bot.server import BotServer
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import signed_headers
+
+SIGNING_SECRET = "test-signing-secret"
+OPENAI_KEY = "sk-test-bot-0123456789"
+
+
+def bot_settings(
+    *, fake_slack: FakeSlack, fake_openai: FakeOpenAI, database_url: str, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = dict(
+        slack_bot_token=fake_slack.bot_token,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake_slack.api_url,
+        openai_api_key=OPENAI_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_model="test-model",
+        oi_llm_max_retries=0,
+        oi_llm_timeout_seconds=5,
+        database_url=database_url,
+        port=0,
+        oi_shutdown_grace_seconds=5,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningBot:
+    server: BotServer
+    session: aiohttp.ClientSession
+    fake_slack: FakeSlack
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    async def send(
+        self, body: str, *, headers: dict[str, str] | None = None, retry: int | None = None
+    ) -> tuple[int, str]:
+        """POST a body to /slack/events signed as Slack signs it (or with the given headers)."""
+        sent = headers if headers is not None else signed_headers(body, SIGNING_SECRET)
+        if retry is not None:
+            sent = {**sent, "X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        async with self.session.post(f"{self.url}/slack/events", data=body, headers=sent) as reply:
+            return reply.status, await reply.text()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.session.get(f"{self.url}{path}") as reply:
+            return reply.status, await reply.text()
+
+    async def wait_for(self, predicate: Callable[[FakeSlack], bool]) -> None:
+        await asyncio.to_thread(self.fake_slack.wait_for, predicate)
+
+    async def wait_for_calls(self, method: str, count: int) -> list[Any]:
+        return await asyncio.to_thread(self.fake_slack.wait_for_calls, method, count)
+
+    async def settle(self) -> None:
+        """Wait until the bot has no work in flight (so a test can assert nothing else happens)."""
+        await self.server.tasks.drain(timeout=10)
