@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.slack.render import FEEDBACK_UP_ACTION, RETRY_ACTION
@@ -95,9 +96,12 @@ async def test_follow_up_in_the_thread_sees_the_first_question_and_answer(slack_
     thread_ts = slack_bot.fake_slack.calls_to("chat.postMessage")[0].response["ts"]
 
     follow_up = _message("and what about backoff?", ts="1700000200.000100", thread_ts=thread_ts)
-    status, _ = await slack_bot.send(event_body(follow_up, event_id="Ev-follow-up"))
-    assert status == 200
+    body = event_body(follow_up, event_id="Ev-follow-up")
+    assert (await slack_bot.send(body))[0] == 200
+    assert (await slack_bot.send(body, retry=1))[0] == 200
     await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 2)
+    await slack_bot.settle()
+    assert len(fake_openai.requests) == 2
     second = fake_openai.requests[1]["messages"]
     assert second[1] == {"role": "user", "content": QUESTION}
     assert json.loads(second[2]["content"]) == VALID_ANSWER
@@ -197,6 +201,30 @@ async def test_help_personas_and_typos_answer_at_once_without_the_llm(slack_bot,
     assert ephemeral.args["user"] == "W111" and "/oi" in ephemeral.args["text"]
     await slack_bot.settle()
     assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize(
+    ("replies", "said"),
+    [
+        ([openai_api.refusal("Not something I review.")], "declined to answer"),
+        ([openai_api.content_reply("nope"), openai_api.content_reply("{}")], "did not fit"),
+        ([openai_api.truncated()], "cut off"),
+    ],
+)
+async def test_each_llm_failure_is_an_honest_message(slack_bot, fake_openai, replies, said):
+    fake_openai.script(*replies)
+    await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
+    await slack_bot.wait_for(
+        lambda fake: any(said in c.args.get("text", "") for c in fake.calls_to("chat.update"))
+    )
+    await slack_bot.settle()
+    request_id = [
+        e["value"]
+        for b in slack_bot.fake_slack.calls_to("chat.update")[0].args["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert (await slack_bot.server.store.get_request(request_id[0])).state == "failed"
 
 
 async def test_llm_failure_is_a_message_with_a_working_try_again(slack_bot, fake_openai):

@@ -1,0 +1,177 @@
+"""`oi-bot` as a real process: start-up checks, Socket Mode, and a SIGTERM that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.server import BotServer
+from tests.databases import sqlite_url
+from tests.fakes import openai_api
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import sample, signed_headers, slash_command_body, socket_envelope
+from tests.slack_bot import OPENAI_KEY, SIGNING_SECRET, bot_settings
+
+OI_BOT = Path(sys.executable).with_name("oi-bot")
+
+
+def _environment(fake_slack: FakeSlack | None, fake_openai: FakeOpenAI | None, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "OI_"))}
+    env.update(PORT="0", LOG_FORMAT="json", DATABASE_URL=sqlite_url(tmp_path))
+    if fake_slack is not None:
+        env.update(
+            SLACK_BOT_TOKEN=fake_slack.bot_token,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=fake_slack.api_url,
+        )
+    if fake_openai is not None:
+        env.update(OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=fake_openai.base_url)
+    env.update(extra)
+    return env
+
+
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("drop", "named"),
+    [
+        ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"),
+        ("SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"),
+        ("OPENAI_API_KEY", "OPENAI_API_KEY"),
+    ],
+)
+def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
+    env = _environment(None, None, tmp_path)
+    env.update(
+        SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s", OPENAI_API_KEY="sk-1"
+    )
+    del env[drop]
+    for command in ([str(OI_BOT)], [sys.executable, "-m", "bot"]):
+        result = _run(command, env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and named in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_refused_bot_token_is_a_clear_error(fake_slack, fake_openai, tmp_path):
+    env = _environment(fake_slack, fake_openai, tmp_path, SLACK_BOT_TOKEN="xoxb-wrong")
+    result = _run([str(OI_BOT)], env)
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN was refused by Slack (invalid_auth)" in result.stderr
+    assert "xoxb-wrong" not in result.stderr
+
+
+@pytest.fixture
+def bot_process(fake_slack, fake_openai, tmp_path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """oi-bot started on a free port; the port is read from its own `server.started` log line."""
+    process = subprocess.Popen(
+        [str(OI_BOT)],
+        env=_environment(fake_slack, fake_openai, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process, _started_port(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def _started_port(process: subprocess.Popen[str]) -> int:
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("{") and json.loads(line)["event"] == "server.started":
+            return int(json.loads(line)["port"])
+    raise AssertionError(f"oi-bot exited with {process.wait()} before starting")
+
+
+async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(bot_process, fake_slack, fake_openai):
+    process, port = bot_process
+    fake_openai.script(openai_api.held(openai_api.answer()))
+    body = slash_command_body("backend-engineer review the retries", trigger_id="t-sigterm")
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}"
+        async with session.get(f"{url}/healthz") as health:
+            assert health.status == 200
+        headers = signed_headers(body, SIGNING_SECRET)
+        async with session.post(f"{url}/slack/events", data=body, headers=headers) as acked:
+            assert acked.status == 200
+    await asyncio.to_thread(fake_openai.wait_for_requests, 1)  # the LLM call is in flight
+    process.send_signal(signal.SIGTERM)
+    fake_openai.release()
+    assert await asyncio.to_thread(process.wait, 30) == 0
+    answers = [
+        call for call in fake_slack.calls_to("chat.update")
+        if call.args["blocks"][0]["type"] == "header"
+    ]
+    assert len(answers) == 1 and answers[0].status == 200
+    assert process.stderr is not None
+    assert "server.stopped" in process.stderr.read()
+
+
+async def test_socket_mode_answers_events_and_still_serves_health(fake_slack, fake_openai, tmp_path):
+    settings = bot_settings(
+        fake_slack=fake_slack,
+        fake_openai=fake_openai,
+        database_url=sqlite_url(tmp_path),
+        slack_app_token=fake_slack.app_token,
+        slack_signing_secret=None,
+    )
+    server = BotServer(settings)
+    await server.start()
+    try:
+        event = sample("app_mention.json")
+        event["event"].update(text="<@UBOT> review the retries", channel="C111", user="W111")
+        envelope = socket_envelope(event, envelope_id="env-1")
+        await asyncio.to_thread(fake_slack.send_envelope, envelope)
+        await asyncio.to_thread(fake_slack.wait_for_ack, "env-1")
+        [update] = await asyncio.to_thread(fake_slack.wait_for_calls, "chat.update", 1)
+        assert update.args["blocks"][0]["type"] == "header"
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{server.port}"
+            async with session.get(f"{base}/healthz") as health:
+                assert health.status == 200
+            async with session.post(f"{base}/slack/events", data="{}") as events:
+                assert events.status == 404  # Socket Mode takes no HTTP requests from Slack
+    finally:
+        await server.stop()
+
+
+async def test_while_stopping_new_requests_get_503_so_slack_retries_elsewhere(
+    fake_slack, fake_openai, tmp_path
+):
+    settings = bot_settings(
+        fake_slack=fake_slack, fake_openai=fake_openai, database_url=sqlite_url(tmp_path)
+    )
+    server = BotServer(settings)
+    await server.start()
+    fake_openai.script(openai_api.held(openai_api.answer()))
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{server.port}/slack/events"
+        first = slash_command_body("backend-engineer review", trigger_id="t-1")
+        async with session.post(url, data=first, headers=signed_headers(first, SIGNING_SECRET)) as r:
+            assert r.status == 200
+        await asyncio.to_thread(fake_openai.wait_for_requests, 1)
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0)  # let stop() begin: it stops accepting before its first await
+        second = slash_command_body("backend-engineer again", trigger_id="t-2")
+        async with session.post(url, data=second, headers=signed_headers(second, SIGNING_SECRET)) as r:
+            assert r.status == 503
+        fake_openai.release()
+        await stopping
+    assert len(fake_openai.requests) == 1
+    assert (await asyncio.to_thread(fake_slack.wait_for_calls, "chat.update", 1))[0].status == 200
