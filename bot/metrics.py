@@ -18,21 +18,17 @@ class Metrics:
             "oi_requests", "Questions handled, by kind and outcome.", ["kind", "outcome"],
             registry=self.registry,
         )
-        self.ack_seconds = Histogram(
-            "oi_ack_seconds", "Time from a Slack request's arrival to our HTTP answer.",
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        self.ack_seconds = self._histogram(
+            "oi_ack_seconds", "Time from a Slack request's arrival to our HTTP answer."
         )
-        self.context_seconds = Histogram(
-            "oi_context_seconds", "Time spent gathering context for a question.",
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        self.context_seconds = self._histogram(
+            "oi_context_seconds", "Time spent gathering context for a question."
         )
-        self.llm_seconds = Histogram(
-            "oi_llm_seconds", "Time the LLM took to answer, retries included.",
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        self.llm_seconds = self._histogram(
+            "oi_llm_seconds", "Time the LLM took to answer, retries included."
         )
-        self.end_to_end_seconds = Histogram(
-            "oi_end_to_end_seconds", "Time from claiming a question to its answer (or failure) in Slack.",
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        self.end_to_end_seconds = self._histogram(
+            "oi_end_to_end_seconds", "Time from claiming a question to its answer in Slack."
         )
         self.tokens = Counter(
             "oi_llm_tokens", "LLM tokens used, by direction.", ["direction"], registry=self.registry
@@ -40,6 +36,9 @@ class Metrics:
         self.feedback = Counter(
             "oi_feedback", "Feedback buttons pressed, by vote.", ["vote"], registry=self.registry
         )
+
+    def _histogram(self, name: str, documentation: str) -> Histogram:
+        return Histogram(name, documentation, buckets=_LATENCY_BUCKETS, registry=self.registry)
 
     def observe_reply(self, reply: Reply) -> None:
         self.llm_seconds.observe(reply.latency_seconds)

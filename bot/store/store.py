@@ -7,7 +7,7 @@ is Alembic's, migrated when the store opens. Callers get frozen records, never O
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,7 @@ Vote = Literal["up", "down"]
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewRequest:
     """A question as it arrives; `claim_key` names the Slack delivery (event or message)."""
 
@@ -44,16 +44,11 @@ class NewRequest:
     question: str
 
 
-@dataclass(frozen=True)
-class RequestRecord:
+@dataclass(frozen=True, kw_only=True)
+class RequestRecord(NewRequest):
+    """A stored request: the question, where it stands, and the message its answer replaces."""
+
     id: str
-    kind: RequestKind
-    team_id: str
-    channel_id: str
-    user_id: str
-    thread_ts: str | None
-    persona: str
-    question: str
     state: RequestState
     error: str | None
     reply_ts: str | None
@@ -107,15 +102,8 @@ class Store:
         """Record the request, or None when another delivery of it was claimed already."""
         now = _now()
         row = Request(
+            **asdict(new),
             id=uuid.uuid4().hex,
-            claim_key=new.claim_key,
-            kind=new.kind,
-            team_id=new.team_id,
-            channel_id=new.channel_id,
-            user_id=new.user_id,
-            thread_ts=new.thread_ts,
-            persona=new.persona,
-            question=new.question,
             state="received",
             error=None,
             reply_ts=None,
@@ -280,26 +268,8 @@ def _now() -> datetime:
 
 
 def _request_record(row: Request) -> RequestRecord:
-    return RequestRecord(
-        id=row.id,
-        kind=row.kind,  # type: ignore[arg-type]
-        team_id=row.team_id,
-        channel_id=row.channel_id,
-        user_id=row.user_id,
-        thread_ts=row.thread_ts,
-        persona=row.persona,
-        question=row.question,
-        state=row.state,  # type: ignore[arg-type]
-        error=row.error,
-        reply_ts=row.reply_ts,
-    )
+    return RequestRecord(**{field.name: getattr(row, field.name) for field in fields(RequestRecord)})
 
 
 def _thread_record(row: Thread) -> ThreadRecord:
-    return ThreadRecord(
-        id=row.id,
-        team_id=row.team_id,
-        channel_id=row.channel_id,
-        thread_ts=row.thread_ts,
-        persona=row.persona,
-    )
+    return ThreadRecord(**{field.name: getattr(row, field.name) for field in fields(ThreadRecord)})
