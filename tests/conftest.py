@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 
-import aiohttp
 import pytest
 
-from bot.server import BotServer
 from tests.databases import fresh_postgres_url, sqlite_url
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
-from tests.slack_bot import RunningBot, bot_settings
+from tests.slack_bot import RunningBot, bot_settings, running_bot
 
 
 _Fake = TypeVar("_Fake", FakeOpenAI, FakeSlack)
@@ -55,13 +53,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
 
 
 @pytest.fixture
-async def slack_bot(fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path) -> AsyncIterator[RunningBot]:
+async def slack_bot(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path
+) -> AsyncIterator[RunningBot]:
     """oi-bot in HTTP mode on a free port, its Slack and LLM on the local fakes, SQLite store."""
     settings = bot_settings(
         fake_slack=fake_slack, fake_openai=fake_openai, database_url=sqlite_url(tmp_path)
     )
-    server = BotServer(settings)
-    await server.start()
-    async with aiohttp.ClientSession() as session:
-        yield RunningBot(server=server, session=session, fake_slack=fake_slack)
-    await server.stop()
+    async with running_bot(settings, fake_slack) as bot:
+        yield bot

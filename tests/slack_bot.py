@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,18 @@ def bot_settings(
     )
     values.update(overrides)
     return Settings(**values)
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings, fake_slack: FakeSlack) -> AsyncIterator[RunningBot]:
+    """oi-bot started in this event loop with `settings`, stopped (gracefully) afterwards."""
+    server = BotServer(settings)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield RunningBot(server=server, session=session, fake_slack=fake_slack)
+    finally:
+        await server.stop()
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.commands import Ask, ListPersonas, ShowHelp, parse_command
+from bot.core.commands import Ask, ListPersonas, SetDefaultPersona, ShowHelp, parse_command
 from bot.core.persona import UnknownPersonaError, load_personas
 
 PERSONAS = load_personas()
@@ -49,3 +49,12 @@ def test_mention_without_persona_uses_the_default():
 def test_mention_with_a_misspelt_persona_still_gets_a_suggestion():
     with pytest.raises(UnknownPersonaError):
         parse_command("backend-enginer review", PERSONAS, default_persona="backend-engineer")
+
+
+def test_default_persona_command():
+    assert parse_command("default backend-engineer", PERSONAS) == SetDefaultPersona(
+        persona="backend-engineer"
+    )
+    assert isinstance(parse_command("default", PERSONAS), ShowHelp)
+    with pytest.raises(UnknownPersonaError):
+        parse_command("default backend-enginer", PERSONAS)

@@ -8,7 +8,9 @@ import time
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.core.persona import BUILTIN_PERSONAS_DIR
 from bot.slack.render import FEEDBACK_UP_ACTION, RETRY_ACTION
+from tests.databases import sqlite_url
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER
 from tests.fakes.slack_requests import (
@@ -18,7 +20,7 @@ from tests.fakes.slack_requests import (
     signed_headers,
     slash_command_body,
 )
-from tests.slack_bot import SIGNING_SECRET, RunningBot
+from tests.slack_bot import SIGNING_SECRET, RunningBot, bot_settings, running_bot
 
 QUESTION = "review the retry design for POST /charges"
 
@@ -313,3 +315,28 @@ async def test_health_readiness_and_metrics(slack_bot, fake_openai):
     for histogram in ("oi_ack_seconds", "oi_context_seconds", "oi_llm_seconds", "oi_end_to_end_seconds"):
         assert f"{histogram}_count" in metrics
     assert 'oi_llm_tokens_total{direction="prompt"}' in metrics
+
+
+async def test_channel_default_persona_answers_mentions_that_name_none(
+    fake_slack, fake_openai, tmp_path
+):
+    card = (BUILTIN_PERSONAS_DIR / "backend-engineer.toml").read_text()
+    card = card.replace('name = "backend-engineer"', 'name = "sre"')
+    (tmp_path / "sre.toml").write_text(card.replace('title = "Backend Engineer"', 'title = "SRE"'))
+    settings = bot_settings(
+        fake_slack=fake_slack,
+        fake_openai=fake_openai,
+        database_url=sqlite_url(tmp_path),
+        oi_personas_dir=str(tmp_path),
+    )
+    async with running_bot(settings, fake_slack) as bot:
+        status, said = await bot.send(slash_command_body("default sre"))
+        assert status == 200 and "*SRE* now answers mentions in this channel" in said
+        await bot.send(event_body(_mention("<@UBOT> is this safe?"), event_id="Ev1"))
+        await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
+        assert "You are the SRE persona" in fake_openai.requests[0]["messages"][0]["content"]
+        other = _mention("<@UBOT> and here?", ts="1700000500.000100")
+        other["channel"] = "C222"
+        await bot.send(event_body(other, event_id="Ev2"))
+        await bot.wait_for(lambda fake: len(_answers(bot)) == 2)
+        assert "Backend Engineer" in fake_openai.requests[1]["messages"][0]["content"]

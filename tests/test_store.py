@@ -133,3 +133,11 @@ async def test_plain_claim_is_once(store):
     assert await store.claim("message:C1:1.0") is True
     assert await store.claim("message:C1:1.0") is False
     assert await store.claim_request(_new("message:C1:1.0")) is None
+
+
+async def test_channel_default_persona(store):
+    assert await store.channel_persona("T111", "C111") is None
+    await store.set_channel_persona("T111", "C111", "backend-engineer")
+    await store.set_channel_persona("T111", "C111", "sre")
+    assert await store.channel_persona("T111", "C111") == "sre"
+    assert await store.channel_persona("T111", "C222") is None

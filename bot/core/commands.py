@@ -10,6 +10,7 @@ USAGE = """\
 Usage:
   oi <persona> <question>   ask a persona, e.g. oi backend-engineer review the retry design in <PR link>
   oi personas               list the personas
+  oi default <persona>      in Slack: the persona that answers this channel's mentions
   oi help                   show this help"""
 
 
@@ -25,13 +26,20 @@ class ListPersonas:
 
 
 @dataclass(frozen=True)
+class SetDefaultPersona:
+    """Slack only: the persona that answers a channel's mentions that name none."""
+
+    persona: str
+
+
+@dataclass(frozen=True)
 class ShowHelp:
     """Usage, with the reason when it answers a malformed command."""
 
     problem: str | None = None
 
 
-Command = Ask | ListPersonas | ShowHelp
+Command = Ask | ListPersonas | SetDefaultPersona | ShowHelp
 
 
 def parse_command(
@@ -48,11 +56,19 @@ def parse_command(
     first, rest = words[0], (words[1] if len(words) > 1 else "")
     if first.lower() == "personas" and not rest:
         return ListPersonas()
+    if first.lower() == "default":
+        return _set_default(rest.strip(), personas)
     if first in personas:
         return _ask(first, rest)
     if default_persona is not None and not personas.suggest(first):
         return _ask(default_persona, text)
     raise UnknownPersonaError(first, personas.suggest(first))
+
+
+def _set_default(name: str, personas: PersonaRegistry) -> SetDefaultPersona | ShowHelp:
+    if not name:
+        return ShowHelp(problem="Which persona should answer this channel's mentions?")
+    return SetDefaultPersona(persona=personas.get(name).name)
 
 
 def _ask(persona: str, question: str) -> Ask | ShowHelp:

@@ -93,16 +93,18 @@ class Responder:
             )
         except AnswerError as error:
             log.warning("request.answer_failed", error=str(error))
+            # Stored first: the "Try again" button works only on a request that is failed.
+            await self._store.transition(request.id, "failed", detail=str(error))
             failure = render_failure(reason=error.user_message, request_id=request.id)
             await self._update(request.channel_id, reply_ts, failure)
-            await self._store.transition(request.id, "failed", detail=str(error))
             return "failed"
         self._metrics.observe_reply(reply)
+        # Remembered before it is shown, so a reply typed the moment it appears sees it.
+        await self._store.add_turn(thread.id, request.id, request.question, reply.answer)
         first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
         await self._update(request.channel_id, reply_ts, first)
         for message in rest:
             await self._post(request.channel_id, thread_ts, message)
-        await self._store.add_turn(thread.id, request.id, request.question, reply.answer)
         await self._store.transition(request.id, "answered")
         return "answered"
 

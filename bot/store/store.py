@@ -21,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from bot.core.answer import Answer
 from bot.core.conversation import Turn
-from bot.store.tables import Claim, Feedback, Request, RequestTransition, Thread, ThreadTurn
+from bot.store.tables import (
+    ChannelSettings,
+    Claim,
+    Feedback,
+    Request,
+    RequestTransition,
+    Thread,
+    ThreadTurn,
+)
 
 RequestState = Literal["received", "gathering", "thinking", "answered", "failed"]
 RequestKind = Literal["command", "mention", "follow_up", "direct"]
@@ -226,6 +234,22 @@ class Store:
         async with self._sessions() as session:
             rows = await session.scalars(select(Feedback).where(Feedback.request_id == request_id))
             return {row.user_id: row.vote for row in rows}  # type: ignore[misc]
+
+    async def set_channel_persona(self, team_id: str, channel_id: str, persona: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.merge(
+                ChannelSettings(
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    default_persona=persona,
+                    updated_at=_now(),
+                )
+            )
+
+    async def channel_persona(self, team_id: str, channel_id: str) -> str | None:
+        async with self._sessions() as session:
+            row = await session.get(ChannelSettings, (team_id, channel_id))
+            return row.default_persona if row else None
 
     async def _update(self, request_id: str, **values: Any) -> None:
         async with self._sessions.begin() as session:

@@ -90,3 +90,14 @@ class Feedback(Base):
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     vote: Mapped[str] = mapped_column(String(8))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelSettings(Base):
+    """Per-channel choices made in Slack: the persona that answers mentions naming none."""
+
+    __tablename__ = "channel_settings"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    default_persona: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -16,7 +16,14 @@ from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.core.answer import Reply
-from bot.core.commands import USAGE, Ask, ListPersonas, ShowHelp, parse_command
+from bot.core.commands import (
+    USAGE,
+    Ask,
+    ListPersonas,
+    SetDefaultPersona,
+    ShowHelp,
+    parse_command,
+)
 from bot.core.engine import Engine, preview_request
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaError, UnknownPersonaError, load_personas
@@ -80,6 +87,8 @@ def _run(args: argparse.Namespace, *, stdout: Console, stderr: Console) -> int:
     if isinstance(command, ListPersonas):
         render_personas(stdout, personas.all())
         return EXIT_OK
+    if isinstance(command, SetDefaultPersona):
+        raise _UsageError("`default` sets a Slack channel's persona; on a terminal, name one.")
     return _ask(command, personas.get(command.persona), settings, args, stdout, stderr)
 
 

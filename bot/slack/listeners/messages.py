@@ -7,10 +7,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.commands import Ask, ListPersonas, parse_command
-from bot.core.persona import UnknownPersonaError
+from bot.slack.commands import interpret
 from bot.slack.incoming import mentions, question_text
-from bot.slack.render import render_personas, render_unknown_persona, render_usage
 from bot.slack.services import SlackServices
 from bot.store import NewRequest
 from bot.store.store import RequestKind
@@ -46,16 +44,11 @@ async def _handle(
     if thread is not None:
         persona, question, kind = thread.persona, text, "follow_up"
     elif mentioned or event.get("channel_type") == "im":
-        try:
-            parsed = parse_command(text, services.personas, default_persona=services.default_persona)
-        except UnknownPersonaError as error:
-            await _tell_once(services, event, claim_key, render_unknown_persona(error))
-            return
-        if isinstance(parsed, ListPersonas):
-            await _tell_once(services, event, claim_key, render_personas(services.personas.all()))
-            return
-        if not isinstance(parsed, Ask):
-            await _tell_once(services, event, claim_key, render_usage(parsed.problem))
+        parsed = await interpret(
+            text, services, team_id=team_id, channel_id=channel, persona_optional=True
+        )
+        if isinstance(parsed, str):
+            await _tell_once(services, event, claim_key, parsed)
             return
         persona, question = parsed.persona, parsed.question
         kind = "direct" if event.get("channel_type") == "im" else "mention"

@@ -1,4 +1,4 @@
-"""Claims, requests and their transitions, threads with their turns, and feedback.
+"""Claims, requests and their transitions, threads with their turns, feedback, channel settings.
 
 Revision ID: 0001
 Revises:
@@ -78,9 +78,17 @@ def upgrade() -> None:
         sa.Column("vote", sa.String(8), nullable=False),
         sa.Column("updated_at", _WHEN, nullable=False),
     )
+    op.create_table(
+        "channel_settings",
+        sa.Column("team_id", sa.String(32), primary_key=True),
+        sa.Column("channel_id", sa.String(32), primary_key=True),
+        sa.Column("default_persona", sa.String(64), nullable=True),
+        sa.Column("updated_at", _WHEN, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("channel_settings")
     for table in ("feedback", "thread_turns", "threads", "request_transitions", "requests"):
         op.drop_table(table)
     op.drop_table("claims")
