@@ -283,6 +283,14 @@ async def test_rate_limited_slack_still_gets_the_answer_once(slack_bot, fake_ope
     assert statuses == [429, 429, 200]
 
 
+async def test_slack_5xx_is_retried_and_the_answer_lands_once(slack_bot, fake_openai):
+    slack_bot.fake_slack.server_error("chat.update", times=1)
+    await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
+    await slack_bot.wait_for(lambda fake: any(c.status == 200 for c in _answers(slack_bot)))
+    await slack_bot.settle()
+    assert [c.status for c in _answers(slack_bot)] == [500, 200]
+
+
 async def test_long_answer_is_split_over_messages_in_the_thread(slack_bot, fake_openai):
     huge = {
         **VALID_ANSWER,
