@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     oi_shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, description="How long SIGTERM waits for answers in flight."
     )
+    oi_history_token_budget: int = Field(
+        default=6000, ge=0, description="Tokens of a thread's earlier turns sent with a follow-up."
+    )
     oi_llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Per HTTP attempt.")
     oi_llm_max_retries: int = Field(default=2, ge=0, le=10, description="On 429, 5xx, timeouts.")
     oi_llm_deadline_seconds: float = Field(

@@ -107,7 +107,7 @@ class LLMClient:
     async def _answer_with_repair(
         self, messages: list[ChatCompletionMessageParam], model: str
     ) -> tuple[Answer, Usage, int]:
-        """Ask; if the output does not fit the schema, show the model the error once and ask again."""
+        """Ask; if the output does not fit the schema, show the model why and ask once more."""
         usage = Usage()
         conversation = list(messages)
         problem = ""
@@ -192,7 +192,9 @@ def _translate(error: openai.OpenAIError) -> AnswerError:
         if status == 429 or status >= 500:
             return LLMUnavailableError(f"(HTTP {status} after retries)")
         if status in (401, 403):
-            return LLMRejectedError(f"(HTTP {status}: the API key was not accepted; check OPENAI_API_KEY)")
+            return LLMRejectedError(
+                f"(HTTP {status}: the API key was not accepted; check OPENAI_API_KEY)"
+            )
         return LLMRejectedError(f"(HTTP {status}: {_status_reason(error)})")
     return LLMUnavailableError(f"({type(error).__name__})")
 

@@ -15,7 +15,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "oi_requests", "Questions handled, by kind and outcome.", ["kind", "outcome"],
+            "oi_requests",
+            "Questions handled, by kind and outcome.",
+            ["kind", "outcome"],
             registry=self.registry,
         )
         self.ack_seconds = self._histogram(

@@ -111,7 +111,7 @@ class BotServer:
         responder = Responder(
             client=self.client,
             store=self.store,
-            engine=Engine(llm=self._llm),
+            engine=Engine(llm=self._llm, history_token_budget=settings.oi_history_token_budget),
             personas=self.personas,
             metrics=self.metrics,
         )
@@ -202,4 +202,3 @@ class BotServer:
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), content_type="text/plain")
-

@@ -12,7 +12,6 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_bot import RunningBot, bot_settings, running_bot
 
-
 _Fake = TypeVar("_Fake", FakeOpenAI, FakeSlack)
 
 
@@ -36,9 +35,18 @@ def fake_slack() -> Iterator[FakeSlack]:
 def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
     """Tests see only the variables they set: no developer's real keys, no stray `.env`."""
     for name in (
-        "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "GITHUB_TOKEN", "LINEAR_API_KEY",
-        "OI_PERSONAS_DIR", "LOG_LEVEL", "LOG_FORMAT", "DATABASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_MODEL",
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "GITHUB_TOKEN",
+        "LINEAR_API_KEY",
+        "OI_PERSONAS_DIR",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "DATABASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

@@ -1,4 +1,4 @@
-"""The `oi` terminal command, run as the installed console script against the local OpenAI server."""
+"""The `oi` terminal command, run as the installed console script against the local OpenAI."""
 
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def test_json_prints_only_the_answer(fake_openai):
 
 
 def test_question_from_stdin(fake_openai):
-    result = run_oi("backend-engineer", "-", "--json", fake=fake_openai, stdin="design:\n- retries\n")
+    result = run_oi(
+        "backend-engineer", "-", "--json", fake=fake_openai, stdin="design:\n- retries\n"
+    )
     assert result.returncode == 0, result.stderr
     assert fake_openai.requests[0]["messages"][-1]["content"] == "design:\n- retries"
 
@@ -144,7 +146,10 @@ def test_progress_is_shown_on_a_terminal_stderr(fake_openai):
     environment = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
     with subprocess.Popen(
         [str(OI), "backend-engineer", "review", "--json"],
-        stdout=subprocess.PIPE, stderr=terminal, stdin=subprocess.DEVNULL, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        stdin=subprocess.DEVNULL,
+        env=environment,
     ) as process:
         os.close(terminal)
         stdout, _ = process.communicate(timeout=60)

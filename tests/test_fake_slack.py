@@ -422,7 +422,10 @@ async def test_socket_mode_drives_a_bolt_app_that_answers_in_the_thread(fake_sla
         await handler.close_async()
 
     assert posted.args == {
-        "channel": "C111", "text": "on it", "thread_ts": "1595926230.009600", "team_id": "T111"
+        "channel": "C111",
+        "text": "on it",
+        "thread_ts": "1595926230.009600",
+        "team_id": "T111",
     }  # Bolt's per-request client adds the event's team_id
 
 
@@ -485,15 +488,20 @@ def test_event_body_is_an_event_callback_envelope():
     assert body["type"] == "event_callback"
     assert (body["event"], body["event_id"], body["team_id"]) == (event, "Ev9", "T9")
     assert body["event_time"] == 1726133700
-    assert body["authorizations"][0] | {"user_id": "UBOT", "team_id": "T9", "is_bot": True} == (
-        body["authorizations"][0]
+    assert (
+        body["authorizations"][0] | {"user_id": "UBOT", "team_id": "T9", "is_bot": True}
+        == (body["authorizations"][0])
     )
     assert set(body) == set(sample("message.channel.json"))
 
 
 def test_block_actions_body_is_interactivity_as_slack_posts_it():
     body = block_actions_body(
-        "retry", "request-1", channel="C9", message_ts="1700000000.000100", user="W9",
+        "retry",
+        "request-1",
+        channel="C9",
+        message_ts="1700000000.000100",
+        user="W9",
         response_url="http://x/response/2",
     )
     assert body.startswith("payload=")

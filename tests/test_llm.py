@@ -39,7 +39,9 @@ def _client(fake: FakeOpenAI, **overrides) -> LLMClient:
 
 async def _ask(client: LLMClient, question: str = "Review the retry design."):
     try:
-        return await Engine(llm=client).ask(persona=PERSONA, question=question)
+        return await Engine(llm=client, history_token_budget=1000).ask(
+            persona=PERSONA, question=question
+        )
     finally:
         await client.aclose()
 
@@ -70,7 +72,9 @@ async def test_persona_model_overrides_the_default(fake_openai):
     persona = PERSONA.model_copy(update={"model": "persona-model"})
     client = _client(fake_openai)
     try:
-        reply = await Engine(llm=client).ask(persona=persona, question="q")
+        reply = await Engine(llm=client, history_token_budget=1000).ask(
+            persona=persona, question="q"
+        )
     finally:
         await client.aclose()
     assert reply.model == "persona-model"

@@ -1,4 +1,4 @@
-"""Persona cards: the Backend Engineer is a faithful transcription of the seed; broken cards fail clearly."""
+"""Persona cards: the Backend Engineer transcribes the seed; broken cards fail clearly."""
 
 from __future__ import annotations
 
@@ -100,9 +100,7 @@ def _write_card(folder: Path, name: str, text: str) -> Path:
 
 
 def _card_text(name: str, **replace: str) -> str:
-    text = CARD.read_text(encoding="utf-8").replace(
-        'name = "backend-engineer"', f'name = "{name}"'
-    )
+    text = CARD.read_text(encoding="utf-8").replace('name = "backend-engineer"', f'name = "{name}"')
     for old, new in replace.items():
         text = re.sub(old, new, text, count=1, flags=re.MULTILINE)
     return text
@@ -136,7 +134,7 @@ def test_name_must_match_the_file_name(tmp_path):
 
 
 def test_extra_folder_adds_personas_and_model_override(tmp_path):
-    text = _card_text("sre") + '\n'
+    text = _card_text("sre") + "\n"
     text = text.replace('title = "Backend Engineer"', 'title = "SRE"\nmodel = "gpt-sre"')
     _write_card(tmp_path, "sre", text)
     registry = load_personas([tmp_path])

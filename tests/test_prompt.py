@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.core.answer import Answer
-from bot.core.conversation import ContextItem, Turn
+from bot.core.conversation import ContextItem, Turn, estimate_tokens, trim_history
 from bot.core.persona import load_personas
 from bot.core.prompt import build_messages
 from tests.fakes.openai_api import VALID_ANSWER
@@ -62,3 +62,18 @@ def test_same_inputs_give_the_same_messages():
         return build_messages(persona=PERSONA, question="q", history=[EARLIER], context=[README])
 
     assert json.dumps(build()) == json.dumps(build())
+
+
+def _turn(n: int, size: int = 400) -> Turn:
+    answer = Answer.model_validate({**VALID_ANSWER, "summary": f"answer {n} " + "x" * size})
+    return Turn(question=f"question {n}", answer=answer)
+
+
+def test_history_keeps_the_first_question_and_the_newest_turns_within_budget():
+    history = [_turn(n) for n in range(1, 11)]
+    one_turn = estimate_tokens("question 1") + estimate_tokens(history[0].answer.model_dump_json())
+    kept = trim_history(history, max_tokens=one_turn * 4)
+    assert [t.question for t in kept] == ["question 1", "question 8", "question 9", "question 10"]
+    assert trim_history(history, max_tokens=10**6) == history
+    assert [t.question for t in trim_history(history, max_tokens=0)] == ["question 1"]
+    assert trim_history([], max_tokens=100) == []

@@ -25,7 +25,9 @@ from tests.slack_bot import OPENAI_KEY, SIGNING_SECRET, bot_settings
 OI_BOT = Path(sys.executable).with_name("oi-bot")
 
 
-def _environment(fake_slack: FakeSlack | None, fake_openai: FakeOpenAI | None, tmp_path: Path, **extra: str) -> dict[str, str]:
+def _environment(
+    fake_slack: FakeSlack | None, fake_openai: FakeOpenAI | None, tmp_path: Path, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "OI_"))}
     env.update(PORT="0", LOG_FORMAT="json", DATABASE_URL=sqlite_url(tmp_path))
     if fake_slack is not None:
@@ -54,9 +56,7 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 )
 def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
     env = _environment(None, None, tmp_path)
-    env.update(
-        SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s", OPENAI_API_KEY="sk-1"
-    )
+    env.update(SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s", OPENAI_API_KEY="sk-1")
     del env[drop]
     for command in ([str(OI_BOT)], [sys.executable, "-m", "bot"]):
         result = _run(command, env)
@@ -99,7 +99,9 @@ def _started_port(process: subprocess.Popen[str]) -> int:
     raise AssertionError(f"oi-bot exited with {process.wait()} before starting")
 
 
-async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(bot_process, fake_slack, fake_openai):
+async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(
+    bot_process, fake_slack, fake_openai
+):
     process, port = bot_process
     fake_openai.script(openai_api.held(openai_api.answer()))
     body = slash_command_body("backend-engineer review the retries", trigger_id="t-sigterm")
@@ -115,7 +117,8 @@ async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(bot_process, f
     fake_openai.release()
     assert await asyncio.to_thread(process.wait, 30) == 0
     answers = [
-        call for call in fake_slack.calls_to("chat.update")
+        call
+        for call in fake_slack.calls_to("chat.update")
         if call.args["blocks"][0]["type"] == "header"
     ]
     assert len(answers) == 1 and answers[0].status == 200
@@ -123,7 +126,9 @@ async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(bot_process, f
     assert "server.stopped" in process.stderr.read()
 
 
-async def test_socket_mode_answers_events_and_still_serves_health(fake_slack, fake_openai, tmp_path):
+async def test_socket_mode_answers_events_and_still_serves_health(
+    fake_slack, fake_openai, tmp_path
+):
     settings = bot_settings(
         fake_slack=fake_slack,
         fake_openai=fake_openai,
@@ -163,13 +168,17 @@ async def test_while_stopping_new_requests_get_503_so_slack_retries_elsewhere(
     async with aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{server.port}/slack/events"
         first = slash_command_body("backend-engineer review", trigger_id="t-1")
-        async with session.post(url, data=first, headers=signed_headers(first, SIGNING_SECRET)) as r:
+        async with session.post(
+            url, data=first, headers=signed_headers(first, SIGNING_SECRET)
+        ) as r:
             assert r.status == 200
         await asyncio.to_thread(fake_openai.wait_for_requests, 1)
         stopping = asyncio.create_task(server.stop())
         await asyncio.sleep(0)  # let stop() begin: it stops accepting before its first await
         second = slash_command_body("backend-engineer again", trigger_id="t-2")
-        async with session.post(url, data=second, headers=signed_headers(second, SIGNING_SECRET)) as r:
+        async with session.post(
+            url, data=second, headers=signed_headers(second, SIGNING_SECRET)
+        ) as r:
             assert r.status == 503
         fake_openai.release()
         await stopping

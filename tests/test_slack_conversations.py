@@ -233,7 +233,9 @@ async def test_llm_failure_is_a_message_with_a_working_try_again(slack_bot, fake
     fake_openai.script(openai_api.error(500, "boom"))
     await slack_bot.send(slash_command_body(f"backend-engineer {QUESTION}", trigger_id="t-1"))
     await slack_bot.wait_for(
-        lambda fake: any("unavailable" in c.args.get("text", "") for c in fake.calls_to("chat.update"))
+        lambda fake: any(
+            "unavailable" in c.args.get("text", "") for c in fake.calls_to("chat.update")
+        )
     )
     [failure] = slack_bot.fake_slack.calls_to("chat.update")
     buttons = [e for b in failure.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -278,7 +280,9 @@ async def test_rate_limited_slack_still_gets_the_answer_once(slack_bot, fake_ope
     monkeypatch.setattr("slack_sdk.http_retry.builtin_async_handlers.random.random", lambda: 0.0)
     slack_bot.fake_slack.rate_limit("chat.update", times=2, retry_after=0)
     await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
-    await slack_bot.wait_for(lambda fake: len([c for c in _answers(slack_bot) if c.status == 200]) == 1)
+    await slack_bot.wait_for(
+        lambda fake: len([c for c in _answers(slack_bot) if c.status == 200]) == 1
+    )
     statuses = [c.status for c in _answers(slack_bot)]
     assert statuses == [429, 429, 200]
 
@@ -320,7 +324,12 @@ async def test_health_readiness_and_metrics(slack_bot, fake_openai):
     status, metrics = await slack_bot.get("/metrics")
     assert status == 200
     assert 'oi_requests_total{kind="command",outcome="answered"} 1.0' in metrics
-    for histogram in ("oi_ack_seconds", "oi_context_seconds", "oi_llm_seconds", "oi_end_to_end_seconds"):
+    for histogram in (
+        "oi_ack_seconds",
+        "oi_context_seconds",
+        "oi_llm_seconds",
+        "oi_end_to_end_seconds",
+    ):
         assert f"{histogram}_count" in metrics
     assert 'oi_llm_tokens_total{direction="prompt"}' in metrics
 

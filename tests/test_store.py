@@ -1,4 +1,4 @@
-"""The store on SQLite and PostgreSQL: atomic claims, states, thread memory, feedback, migrations."""
+"""The store on SQLite and PostgreSQL: atomic claims, states, thread memory, feedback, schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Answer: the persona's data contract, used as the LLM's structured output and by every renderer.
+"""The Answer: the persona's data contract, the LLM's structured output, what renderers show.
 
 Wire names are exactly the persona card's (camelCase). The schema obeys OpenAI's strict
 structured-output rules: every field required, no extra keys, no free-form dicts.
@@ -38,7 +38,6 @@ class Answer(_WireModel):
     risks: list[str]
     next_actions: list[NextAction]
     missing_context: list[str]
-
 
 
 class Usage(BaseModel):

@@ -1,4 +1,4 @@
-"""The command grammar, one for Slack and the terminal: `<persona> <question>`, `personas`, `help`."""
+"""The command grammar, one for Slack and the terminal: `<persona> <question>`, `personas`, …"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from bot.core.persona import PersonaRegistry, UnknownPersonaError
 
 USAGE = """\
 Usage:
-  oi <persona> <question>   ask a persona, e.g. oi backend-engineer review the retry design in <PR link>
+  oi <persona> <question>   ask a persona: oi backend-engineer review the retry design in <PR link>
   oi personas               list the personas
   oi default <persona>      in Slack: the persona that answers this channel's mentions
   oi help                   show this help"""

@@ -1,6 +1,8 @@
-"""What the engine is given besides the persona and the question: earlier turns and fetched context."""
+"""What the engine gets besides the persona and the question: earlier turns and fetched context."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +16,35 @@ class Turn(BaseModel):
 
     question: str
     answer: Answer
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: close enough to budget a prompt without a tokenizer."""
+    return len(text) // 4 + 1
+
+
+def trim_history(history: Sequence[Turn], *, max_tokens: int) -> list[Turn]:
+    """The turns that fit the budget: the first question always, then the newest ones.
+
+    The first question frames the thread; the newest turns are what a follow-up refers to.
+    Turns are dropped oldest first, never cut in half.
+    """
+    if not history:
+        return []
+    first, *later = history
+    kept: list[Turn] = []
+    budget = max_tokens - _turn_tokens(first)
+    for turn in reversed(later):
+        cost = _turn_tokens(turn)
+        if cost > budget:
+            break
+        kept.append(turn)
+        budget -= cost
+    return [first, *reversed(kept)]
+
+
+def _turn_tokens(turn: Turn) -> int:
+    return estimate_tokens(turn.question) + estimate_tokens(turn.answer.model_dump_json())
 
 
 class ContextItem(BaseModel):

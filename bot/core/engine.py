@@ -11,7 +11,7 @@ from typing import Any
 from openai.types.chat import ChatCompletionMessageParam
 
 from bot.core.answer import Reply
-from bot.core.conversation import ContextItem, Turn
+from bot.core.conversation import ContextItem, Turn, trim_history
 from bot.core.persona import Persona
 from bot.core.prompt import build_messages
 from bot.llm import LLMClient, request_body
@@ -20,8 +20,9 @@ from bot.llm import LLMClient, request_body
 class Engine:
     """Answers questions as a persona through one LLM client."""
 
-    def __init__(self, *, llm: LLMClient) -> None:
+    def __init__(self, *, llm: LLMClient, history_token_budget: int) -> None:
         self._llm = llm
+        self._history_token_budget = history_token_budget
 
     async def ask(
         self,
@@ -32,9 +33,8 @@ class Engine:
         context: Sequence[ContextItem] = (),
     ) -> Reply:
         """Raises a `bot.core.errors.AnswerError` when no answer can be had."""
-        messages = build_messages(
-            persona=persona, question=question, history=history, context=context
-        )
+        kept = trim_history(history, max_tokens=self._history_token_budget)
+        messages = build_messages(persona=persona, question=question, history=kept, context=context)
         return await self._llm.answer(messages, model=persona.model)
 
 

@@ -29,7 +29,7 @@ def build_messages(
     history: Sequence[Turn] = (),
     context: Sequence[ContextItem] = (),
 ) -> list[ChatCompletionMessageParam]:
-    """System message from the card, then the conversation so far, then context, then the question."""
+    """System message from the card, then the conversation so far, context, and the question."""
     messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": system_prompt(persona)}
     ]

@@ -1,4 +1,4 @@
-"""The slack-bolt `AsyncApp` with oi's listeners; the transport (HTTP or Socket Mode) is the server's."""
+"""The slack-bolt `AsyncApp` with oi's listeners; the server picks HTTP or Socket Mode."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bot.slack.services import SlackServices
 def build_slack_app(
     *, services: SlackServices, client: AsyncWebClient, signing_secret: str | None
 ) -> AsyncApp:
-    """Listeners only claim and hand over work, so they run before the ack: nothing acked is lost."""
+    """Listeners only claim and hand work over, and run before the ack: nothing acked is lost."""
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,

@@ -1,4 +1,4 @@
-"""The Slack Web API client: `SLACK_API_URL`, one aiohttp session, bounded retries on 429 and 5xx."""
+"""The Slack Web API client: `SLACK_API_URL`, one aiohttp session, bounded retries (429, 5xx)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ RATE_LIMIT_RETRIES = 4  # each waits Slack's Retry-After
 SERVER_ERROR_RETRIES = 2
 
 
-def create_web_client(*, token: str, base_url: str, session: aiohttp.ClientSession) -> AsyncWebClient:
+def create_web_client(
+    *, token: str, base_url: str, session: aiohttp.ClientSession
+) -> AsyncWebClient:
     return AsyncWebClient(
         token=token,
         base_url=base_url,

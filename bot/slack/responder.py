@@ -1,4 +1,4 @@
-"""Answering one claimed request in its Slack thread: progress at once, then the answer or a failure.
+"""Answering a claimed request in its Slack thread: progress at once, then the answer or a failure.
 
 The life of a request (DESIGN.md): received → gathering → thinking → answered | failed, each
 transition stored. A placeholder message shows progress and is replaced by the answer (or by an
@@ -8,6 +8,7 @@ honest failure message with a "Try again" button), so the thread never stays sil
 from __future__ import annotations
 
 import time
+
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -54,7 +55,7 @@ class Responder:
         self._metrics = metrics
 
     async def answer(self, request: RequestRecord, *, response_url: str | None = None) -> None:
-        """Run the request to `answered` or `failed`; never raises, never leaves the thread silent."""
+        """Run the request to `answered` or `failed`; never raises, never leaves a thread silent."""
         started = time.perf_counter()
         with request_context(request.id, kind=request.kind, channel=request.channel_id):
             try:
@@ -110,7 +111,9 @@ class Responder:
 
     async def _post_question(self, request: RequestRecord, persona: Persona) -> str:
         """A slash command's question, posted to the channel so the answer can thread under it."""
-        message = render_question(user_id=request.user_id, persona=persona, question=request.question)
+        message = render_question(
+            user_id=request.user_id, persona=persona, question=request.question
+        )
         ts = await self._post(request.channel_id, None, message)
         await self._store.set_thread_ts(request.id, ts)
         return ts

@@ -144,7 +144,9 @@ class Store:
             values["error"] = detail
         async with self._sessions.begin() as session:
             await session.execute(update(Request).where(Request.id == request_id).values(values))
-            session.add(RequestTransition(request_id=request_id, state=state, detail=detail, at=now))
+            session.add(
+                RequestTransition(request_id=request_id, state=state, detail=detail, at=now)
+            )
 
     async def reopen_failed(self, request_id: str) -> RequestRecord | None:
         """Failed → received, atomically: of two clicks on "Try again", only one wins."""
@@ -170,7 +172,9 @@ class Store:
     async def set_reply_ts(self, request_id: str, reply_ts: str) -> None:
         await self._update(request_id, reply_ts=reply_ts)
 
-    async def find_thread(self, team_id: str, channel_id: str, thread_ts: str) -> ThreadRecord | None:
+    async def find_thread(
+        self, team_id: str, channel_id: str, thread_ts: str
+    ) -> ThreadRecord | None:
         async with self._sessions() as session:
             row = await session.scalar(
                 select(Thread).where(
@@ -201,7 +205,9 @@ class Store:
             assert existing is not None
             return existing
 
-    async def add_turn(self, thread_id: int, request_id: str, question: str, answer: Answer) -> None:
+    async def add_turn(
+        self, thread_id: int, request_id: str, question: str, answer: Answer
+    ) -> None:
         async with self._sessions.begin() as session:
             session.add(
                 ThreadTurn(
@@ -254,9 +260,7 @@ class Store:
     async def _update(self, request_id: str, **values: Any) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
-                update(Request)
-                .where(Request.id == request_id)
-                .values(**values, updated_at=_now())
+                update(Request).where(Request.id == request_id).values(**values, updated_at=_now())
             )
 
 
@@ -292,7 +296,9 @@ def _now() -> datetime:
 
 
 def _request_record(row: Request) -> RequestRecord:
-    return RequestRecord(**{field.name: getattr(row, field.name) for field in fields(RequestRecord)})
+    return RequestRecord(
+        **{field.name: getattr(row, field.name) for field in fields(RequestRecord)}
+    )
 
 
 def _thread_record(row: Thread) -> ThreadRecord:

@@ -1,4 +1,4 @@
-"""The store's tables. Alembic migrations in `migrations/` create them; this is their Python face."""
+"""The store's tables: created by the Alembic migrations in `migrations/`."""
 
 from __future__ import annotations
 

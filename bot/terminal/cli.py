@@ -110,7 +110,8 @@ def _ask(
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return EXIT_OK
     llm = LLMClient.from_settings(settings)
-    reply = asyncio.run(_answer(llm, persona, question, stderr))
+    engine = Engine(llm=llm, history_token_budget=settings.oi_history_token_budget)
+    reply = asyncio.run(_answer(engine, llm, persona, question, stderr))
     if args.json:
         print(reply.answer.model_dump_json(indent=2))
     else:
@@ -118,12 +119,14 @@ def _ask(
     return EXIT_OK
 
 
-async def _answer(llm: LLMClient, persona: Persona, question: str, stderr: Console) -> Reply:
+async def _answer(
+    engine: Engine, llm: LLMClient, persona: Persona, question: str, stderr: Console
+) -> Reply:
     progress = (
         stderr.status(f"{persona.title} is thinking…") if stderr.is_terminal else nullcontext()
     )
     try:
         with request_context(), progress:
-            return await Engine(llm=llm).ask(persona=persona, question=question)
+            return await engine.ask(persona=persona, question=question)
     finally:
         await llm.aclose()

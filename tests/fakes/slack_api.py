@@ -38,16 +38,36 @@ MAX_TEXT = 40_000
 ERRORS: dict[str, frozenset[str]] = {
     "auth.test": frozenset(),
     "chat.postMessage": frozenset(
-        {"channel_not_found", "no_text", "msg_too_long", "invalid_blocks", "invalid_blocks_format",
-         "invalid_form_data"}
+        {
+            "channel_not_found",
+            "no_text",
+            "msg_too_long",
+            "invalid_blocks",
+            "invalid_blocks_format",
+            "invalid_form_data",
+        }
     ),
     "chat.update": frozenset(
-        {"channel_not_found", "message_not_found", "no_text", "msg_too_long", "invalid_blocks",
-         "invalid_blocks_format", "invalid_form_data"}
+        {
+            "channel_not_found",
+            "message_not_found",
+            "no_text",
+            "msg_too_long",
+            "invalid_blocks",
+            "invalid_blocks_format",
+            "invalid_form_data",
+        }
     ),
     "chat.postEphemeral": frozenset(
-        {"channel_not_found", "user_not_in_channel", "no_text", "msg_too_long", "invalid_blocks",
-         "invalid_blocks_format", "invalid_form_data"}
+        {
+            "channel_not_found",
+            "user_not_in_channel",
+            "no_text",
+            "msg_too_long",
+            "invalid_blocks",
+            "invalid_blocks_format",
+            "invalid_form_data",
+        }
     ),
     "chat.delete": frozenset({"channel_not_found", "message_not_found"}),
     "reactions.add": frozenset({"no_item_specified", "invalid_name", "already_reacted"}),
@@ -498,7 +518,9 @@ def _hello(app_id: str, connections: int) -> dict[str, Any]:
         "type": "hello",
         "num_connections": connections,
         "debug_info": {
-            "host": "applink-fake", "build_number": 1, "approximate_connection_time": 3600
+            "host": "applink-fake",
+            "build_number": 1,
+            "approximate_connection_time": 3600,
         },
         "connection_info": {"app_id": app_id},
     }

@@ -1,4 +1,4 @@
-"""`/oi …`: commands are answered at once (only the caller sees it); a question is acked, then answered."""
+"""`/oi …`: commands answered at once, to the caller only; questions acked, then answered."""
 
 from __future__ import annotations
 
