@@ -1,0 +1,72 @@
+"""What crosses the context boundary: references found in text, and what sources read for them.
+
+Sources return these plain frozen objects, never vendor SDK objects, so nothing lazy reaches the
+event loop and nothing else needs to know a vendor's types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.core.conversation import ContextItem
+
+GitHubKind = Literal["repo", "pull", "issue", "file", "tree", "commit"]
+LinearKind = Literal["issue", "team"]
+
+
+@dataclass(frozen=True)
+class GitHubReference:
+    """A repository, or something in one: a pull request, an issue, a file (lines), a tree, a commit."""
+
+    kind: GitHubKind
+    owner: str
+    repo: str
+    url: str
+    number: int | None = None
+    path: str | None = None
+    ref: str | None = None
+    lines: tuple[int, int] | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+
+@dataclass(frozen=True)
+class LinearReference:
+    """A Linear issue (`PAY-123`) or a team (`PAY`: its issues in progress)."""
+
+    kind: LinearKind
+    key: str
+    url: str | None = None
+
+    @property
+    def team(self) -> str:
+        return self.key.split("-", 1)[0]
+
+
+Reference = GitHubReference | LinearReference
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One context item a source read, with its place in the budget and its revision.
+
+    `priority` orders items into the token budget, lower first (a PR's diff and a ticket before
+    a README); `revision` (a head sha, an `updatedAt`) says when a cached copy is stale.
+    """
+
+    item: ContextItem
+    priority: int
+    revision: str
+
+
+class SourceError(Exception):
+    """A reference could not be read; the message is said to the user in `missingContext`."""
+
+# Budget order (lower first): what the question is about, then its details, then background.
+PRIORITY_PRIMARY = 0  # a pull request's diff, a Linear issue
+PRIORITY_DETAIL = 1  # a file or line range, a GitHub issue, a commit
+PRIORITY_BACKGROUND = 2  # a repository's tree and manifests, a team's issues in progress
+PRIORITY_README = 3  # a repository's README
