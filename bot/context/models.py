@@ -17,7 +17,7 @@ LinearKind = Literal["issue", "team"]
 
 @dataclass(frozen=True)
 class GitHubReference:
-    """A repository, or something in one: a pull request, an issue, a file (lines), a tree, a commit."""
+    """A repository, or a pull request, issue, file (or line range), tree or commit in one."""
 
     kind: GitHubKind
     owner: str
@@ -64,6 +64,7 @@ class Fetched:
 
 class SourceError(Exception):
     """A reference could not be read; the message is said to the user in `missingContext`."""
+
 
 # Budget order (lower first): what the question is about, then its details, then background.
 PRIORITY_PRIMARY = 0  # a pull request's diff, a Linear issue
