@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     oi_shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, description="How long SIGTERM waits for answers in flight."
     )
+    oi_context_token_budget: int = Field(
+        default=12000, ge=500, description="Tokens of GitHub and Linear context in one prompt."
+    )
+    oi_context_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Per source (one repository, one ticket) read."
+    )
+    oi_github_allowed_orgs: str = Field(
+        default="", description="Comma-separated owners whose repositories may be read; empty: any."
+    )
+    oi_linear_allowed_teams: str = Field(
+        default="", description="Comma-separated Linear team keys that may be read; empty: any."
+    )
     oi_history_token_budget: int = Field(
         default=6000, ge=0, description="Tokens of a thread's earlier turns sent with a follow-up."
     )
@@ -67,6 +79,14 @@ class Settings(BaseSettings):
             return []
         return [Path(part) for part in self.oi_personas_dir.split(os.pathsep) if part]
 
+    @property
+    def allowed_github_orgs(self) -> list[str]:
+        return _comma_separated(self.oi_github_allowed_orgs)
+
+    @property
+    def allowed_linear_teams(self) -> list[str]:
+        return _comma_separated(self.oi_linear_allowed_teams)
+
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log pipeline can scrub them wherever they appear."""
         secrets = (
@@ -78,6 +98,10 @@ class Settings(BaseSettings):
             self.linear_api_key,
         )
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+
+def _comma_separated(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def load_settings() -> Settings:

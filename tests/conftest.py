@@ -8,6 +8,8 @@ from typing import TypeVar
 import pytest
 
 from tests.databases import fresh_postgres_url, sqlite_url
+from tests.fakes.github_api import FakeGitHub
+from tests.fakes.linear_api import FakeLinear
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_bot import RunningBot, bot_settings, running_bot
@@ -70,3 +72,13 @@ async def slack_bot(
     )
     async with running_bot(settings, fake_slack) as bot:
         yield bot
+
+
+@pytest.fixture
+def fake_linear() -> Iterator[FakeLinear]:
+    yield from _running(FakeLinear())
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    yield from _running(FakeGitHub())
