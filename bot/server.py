@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.background import BackgroundTasks
 from bot.config import ConfigError, Settings, load_settings
+from bot.context.gather import ContextGatherer
 from bot.core.engine import Engine
 from bot.core.persona import PersonaError, load_personas
 from bot.llm import LLMClient
@@ -108,15 +109,18 @@ class BotServer:
         )
         bot_user_id = await self._bot_user_id()
         self._llm = LLMClient.from_settings(settings)
+        self._gatherer = ContextGatherer.from_settings(settings)
         responder = Responder(
             client=self.client,
             store=self.store,
             engine=Engine(llm=self._llm, history_token_budget=settings.oi_history_token_budget),
+            gatherer=self._gatherer,
             personas=self.personas,
             metrics=self.metrics,
         )
         services = SlackServices(
             store=self.store,
+            gatherer=self._gatherer,
             personas=self.personas,
             responder=responder,
             tasks=self.tasks,
@@ -161,6 +165,7 @@ class BotServer:
         if left:
             log.warning("server.unfinished_requests", count=left)
         await self._runner.cleanup()
+        await self._gatherer.aclose()
         await self._llm.aclose()
         await self._session.close()
         await self.store.close()

@@ -14,7 +14,7 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_bot import RunningBot, bot_settings, running_bot
 
-_Fake = TypeVar("_Fake", FakeOpenAI, FakeSlack)
+_Fake = TypeVar("_Fake", FakeOpenAI, FakeSlack, FakeGitHub, FakeLinear)
 
 
 def _running(server: _Fake) -> Iterator[_Fake]:
@@ -64,11 +64,19 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
 
 @pytest.fixture
 async def slack_bot(
-    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    fake_github: FakeGitHub,
+    fake_linear: FakeLinear,
+    tmp_path,
 ) -> AsyncIterator[RunningBot]:
-    """oi-bot in HTTP mode on a free port, its Slack and LLM on the local fakes, SQLite store."""
+    """oi-bot in HTTP mode on a free port, every vendor on its local fake, SQLite store."""
     settings = bot_settings(
-        fake_slack=fake_slack, fake_openai=fake_openai, database_url=sqlite_url(tmp_path)
+        fake_slack=fake_slack,
+        fake_openai=fake_openai,
+        fake_github=fake_github,
+        fake_linear=fake_linear,
+        database_url=sqlite_url(tmp_path),
     )
     async with running_bot(settings, fake_slack) as bot:
         yield bot

@@ -12,6 +12,8 @@ import aiohttp
 
 from bot.config import Settings
 from bot.server import BotServer
+from tests.fakes.github_api import FakeGitHub
+from tests.fakes.linear_api import FakeLinear
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import signed_headers
@@ -21,8 +23,15 @@ OPENAI_KEY = "sk-test-bot-0123456789"
 
 
 def bot_settings(
-    *, fake_slack: FakeSlack, fake_openai: FakeOpenAI, database_url: str, **overrides: Any
+    *,
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    fake_github: FakeGitHub,
+    fake_linear: FakeLinear,
+    database_url: str,
+    **overrides: Any,
 ) -> Settings:
+    """Every vendor on its local fake, so no test can reach the real one."""
     values: dict[str, Any] = dict(
         slack_bot_token=fake_slack.bot_token,
         slack_signing_secret=SIGNING_SECRET,
@@ -30,6 +39,11 @@ def bot_settings(
         openai_api_key=OPENAI_KEY,
         openai_base_url=fake_openai.base_url,
         openai_model="test-model",
+        github_token=fake_github.token,
+        github_api_url=fake_github.api_url,
+        linear_api_key=fake_linear.api_key,
+        linear_api_url=fake_linear.api_url,
+        oi_context_timeout_seconds=5,
         oi_llm_max_retries=0,
         oi_llm_timeout_seconds=5,
         database_url=database_url,

@@ -24,6 +24,9 @@ def run_oi(
     assert OI.exists(), f"the oi console script is not installed next to {sys.executable}"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OI_"))}
     environment["COLUMNS"] = "120"
+    # nothing reachable unless a test points them at its fake
+    environment["GITHUB_API_URL"] = "http://127.0.0.1:9/api/v3"
+    environment["LINEAR_API_URL"] = "http://127.0.0.1:9/graphql"
     if fake is not None:
         environment.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=fake.base_url)
     environment.update(env)
@@ -166,3 +169,36 @@ def test_progress_is_shown_on_a_terminal_stderr(fake_openai):
     assert process.returncode == 0
     assert json.loads(stdout) == VALID_ANSWER
     assert "Backend Engineer is thinking" in shown.decode(errors="replace")
+
+
+def test_repo_and_linear_team_flags_ground_the_answer_and_list_sources(
+    fake_openai, fake_github, fake_linear
+):
+    fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
+    fake_linear.add_team("PAY", "Payments")
+    fake_linear.add_issue("PAY-7", title="Retries double-charge", description="Seen in prod.")
+    result = run_oi(
+        "backend-engineer",
+        "is PAY-7 fixed by the retry design?",
+        "--repo",
+        "acme/payments",
+        "--linear-team",
+        "pay",
+        fake=fake_openai,
+        GITHUB_API_URL=fake_github.api_url,
+        GITHUB_TOKEN=fake_github.token,
+        LINEAR_API_URL=fake_linear.api_url,
+        LINEAR_API_KEY=fake_linear.api_key,
+    )
+    assert result.returncode == 0, result.stderr
+    sent = json.dumps(fake_openai.requests[0])
+    assert "Charges cards." in sent and "Retries double-charge" in sent
+    assert "Sources" in result.stdout and "PAY-7" in result.stdout
+    assert fake_github.token not in result.stdout + result.stderr
+
+
+def test_slack_only_commands_are_refused_on_a_terminal():
+    result = run_oi("link", "github", "acme/payments")
+    assert result.returncode == 2 and "Slack channel" in result.stderr
+    bad = run_oi("backend-engineer", "q", "--repo", "not-a-repo")
+    assert bad.returncode == 2 and "owner/repo" in bad.stderr

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.commands import Ask, ListPersonas, SetDefaultPersona, ShowHelp, parse_command
+from bot.core.commands import (
+    Ask,
+    Link,
+    ListLinks,
+    ListPersonas,
+    SetDefaultPersona,
+    ShowHelp,
+    Unlink,
+    parse_command,
+)
 from bot.core.persona import UnknownPersonaError, load_personas
 
 PERSONAS = load_personas()
@@ -58,3 +67,21 @@ def test_default_persona_command():
     assert isinstance(parse_command("default", PERSONAS), ShowHelp)
     with pytest.raises(UnknownPersonaError):
         parse_command("default backend-enginer", PERSONAS)
+
+
+def test_link_commands():
+    assert parse_command("link github acme/payments", PERSONAS) == Link("github", "acme/payments")
+    assert parse_command("link linear pay", PERSONAS) == Link("linear", "PAY")
+    assert parse_command("unlink github acme/payments", PERSONAS) == Unlink(
+        "github", "acme/payments"
+    )
+    assert parse_command("links", PERSONAS) == ListLinks()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["link", "link github", "link jira PAY", "link github acme", "link linear PAY-1", "unlink x y"],
+)
+def test_malformed_links_are_usage_with_a_reason(text):
+    command = parse_command(text, PERSONAS)
+    assert isinstance(command, ShowHelp) and command.problem

@@ -465,7 +465,12 @@ def test_every_sample_loads():
 def test_slash_command_body_is_the_sample_with_our_fields():
     original = (SAMPLES / "slash_command.form-urlencoded.txt").read_text()
     fields = sample("slash_command.form-urlencoded.txt")
-    same = slash_command_body(fields["text"], command=fields["command"], user=fields["user_id"])
+    same = slash_command_body(
+        fields["text"],
+        command=fields["command"],
+        user=fields["user_id"],
+        response_url=fields["response_url"],
+    )
     assert same == original
 
     body = slash_command_body(

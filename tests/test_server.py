@@ -30,6 +30,9 @@ def _environment(
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "OI_"))}
     env.update(PORT="0", LOG_FORMAT="json", DATABASE_URL=sqlite_url(tmp_path))
+    env.update(  # nothing reachable: these tests read no repository and no ticket
+        GITHUB_API_URL="http://127.0.0.1:9/api/v3", LINEAR_API_URL="http://127.0.0.1:9/graphql"
+    )
     if fake_slack is not None:
         env.update(
             SLACK_BOT_TOKEN=fake_slack.bot_token,
@@ -65,7 +68,9 @@ def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_a_refused_bot_token_is_a_clear_error(fake_slack, fake_openai, tmp_path):
+def test_a_refused_bot_token_is_a_clear_error(
+    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
+):
     env = _environment(fake_slack, fake_openai, tmp_path, SLACK_BOT_TOKEN="xoxb-wrong")
     result = _run([str(OI_BOT)], env)
     assert result.returncode == 2
@@ -127,11 +132,13 @@ async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(
 
 
 async def test_socket_mode_answers_events_and_still_serves_health(
-    fake_slack, fake_openai, tmp_path
+    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
 ):
     settings = bot_settings(
         fake_slack=fake_slack,
         fake_openai=fake_openai,
+        fake_github=fake_github,
+        fake_linear=fake_linear,
         database_url=sqlite_url(tmp_path),
         slack_app_token=fake_slack.app_token,
         slack_signing_secret=None,
@@ -157,10 +164,14 @@ async def test_socket_mode_answers_events_and_still_serves_health(
 
 
 async def test_while_stopping_new_requests_get_503_so_slack_retries_elsewhere(
-    fake_slack, fake_openai, tmp_path
+    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
 ):
     settings = bot_settings(
-        fake_slack=fake_slack, fake_openai=fake_openai, database_url=sqlite_url(tmp_path)
+        fake_slack=fake_slack,
+        fake_openai=fake_openai,
+        fake_github=fake_github,
+        fake_linear=fake_linear,
+        database_url=sqlite_url(tmp_path),
     )
     server = BotServer(settings)
     await server.start()

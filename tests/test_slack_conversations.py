@@ -335,7 +335,7 @@ async def test_health_readiness_and_metrics(slack_bot, fake_openai):
 
 
 async def test_channel_default_persona_answers_mentions_that_name_none(
-    fake_slack, fake_openai, tmp_path
+    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
 ):
     card = (BUILTIN_PERSONAS_DIR / "backend-engineer.toml").read_text()
     card = card.replace('name = "backend-engineer"', 'name = "sre"')
@@ -343,6 +343,8 @@ async def test_channel_default_persona_answers_mentions_that_name_none(
     settings = bot_settings(
         fake_slack=fake_slack,
         fake_openai=fake_openai,
+        fake_github=fake_github,
+        fake_linear=fake_linear,
         database_url=sqlite_url(tmp_path),
         oi_personas_dir=str(tmp_path),
     )

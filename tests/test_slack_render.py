@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.core.answer import Answer, NextAction, Reply, Usage
+from bot.core.answer import Answer, Citation, NextAction, Reply, Usage
 from bot.core.persona import Persona, UnknownPersonaError, load_personas
 from bot.slack.render import (
     FEEDBACK_DOWN_ACTION,
@@ -327,3 +327,22 @@ def test_usage_personas_and_typo_texts():
     assert listed.startswith("*backend-engineer*: Owns server-side")
     typo = render_unknown_persona(UnknownPersonaError("<!here>", ["backend-engineer"]))
     assert "&lt;!here&gt;" in typo and "backend-engineer" in typo
+
+
+def test_sources_are_cited_as_links_under_the_answer(persona):
+    citations = [
+        Citation(title="acme/payments#42 <!here>", url="https://github.com/acme/payments/pull/42"),
+        *(
+            Citation(title=f"PAY-{n}", url=f"https://linear.app/acme/issue/PAY-{n}")
+            for n in range(12)
+        ),
+    ]
+    reply = _reply(_small_answer()).model_copy(update={"citations": citations})
+    [message] = render_reply(persona=persona, reply=reply, request_id="r1")
+    contexts = [b for b in message.blocks if b["type"] == "context"]
+    texts = [e["text"] for b in contexts for e in b["elements"]]
+    assert texts[0] == "*Sources*"
+    assert "<https://github.com/acme/payments/pull/42|acme/payments#42 &lt;!here&gt;>" in texts
+    assert all(f"|PAY-{n}>" in " ".join(texts) for n in range(12))
+    assert all(len(b["elements"]) <= 10 for b in contexts)
+    Block.parse_all(message.blocks)

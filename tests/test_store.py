@@ -11,8 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.context.models import Fetched
 from bot.core.answer import Answer
-from bot.store import NewRequest, Store
+from bot.core.conversation import ContextItem
+from bot.store import LinkRecord, NewRequest, Store
 from bot.store.tables import Base, RequestTransition
 from tests.fakes.openai_api import VALID_ANSWER
 
@@ -141,3 +143,26 @@ async def test_channel_default_persona(store):
     await store.set_channel_persona("T111", "C111", "sre")
     assert await store.channel_persona("T111", "C111") == "sre"
     assert await store.channel_persona("T111", "C222") is None
+
+
+async def test_links_are_per_channel(store):
+    repo = LinkRecord(kind="github", target="acme/payments")
+    team = LinkRecord(kind="linear", target="PAY")
+    assert await store.add_link("T111", "C111", repo, linked_by="W111") is True
+    assert await store.add_link("T111", "C111", repo, linked_by="W222") is False
+    assert await store.add_link("T111", "C111", team, linked_by="W111") is True
+    assert await store.links("T111", "C111") == [repo, team]
+    assert await store.links("T111", "C222") == []
+    assert await store.remove_link("T111", "C111", repo) is True
+    assert await store.remove_link("T111", "C111", repo) is False
+    assert await store.links("T111", "C111") == [team]
+
+
+async def test_context_cache_is_per_thread_and_keeps_order(store):
+    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    other = await store.open_thread("T111", "C111", "2.0", "backend-engineer")
+    readme = Fetched(ContextItem(source="https://x/readme", title="README", text="hi"), 3, "r1")
+    tree = Fetched(ContextItem(source="https://x/tree", title="tree", text="src/"), 2, "r1")
+    await store.cache_context(thread.id, {"github:acme/payments": [readme, tree]})
+    assert await store.cached_context(thread.id) == {"github:acme/payments": [readme, tree]}
+    assert await store.cached_context(other.id) == {}

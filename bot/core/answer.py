@@ -59,8 +59,17 @@ class Usage(BaseModel):
         )
 
 
+class Citation(BaseModel):
+    """Something the persona read before answering, cited under the answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    url: str
+
+
 class Reply(BaseModel):
-    """An Answer with what the front doors show beside it: model, tokens and time."""
+    """An Answer with what the front doors show beside it: sources, model, tokens and time."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -69,3 +78,4 @@ class Reply(BaseModel):
     usage: Usage
     latency_seconds: float
     attempts: int
+    citations: list[Citation] = []

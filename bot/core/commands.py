@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from bot.core.persona import PersonaRegistry, UnknownPersonaError
+from bot.core.persona import PersonaRegistry, SourceKind, UnknownPersonaError
 
 USAGE = """\
 Usage:
   oi <persona> <question>   ask a persona: oi backend-engineer review the retry design in <PR link>
   oi personas               list the personas
-  oi default <persona>      in Slack: the persona that answers this channel's mentions
-  oi help                   show this help"""
+  oi help                   show this help
+In Slack also:
+  oi link github <owner/repo>    read this repository for this channel's questions
+  oi link linear <TEAM>          read this Linear team's issues for this channel's questions
+  oi links                       list this channel's links
+  oi unlink github <owner/repo>  (or: oi unlink linear <TEAM>) stop reading it here
+  oi default <persona>           the persona that answers this channel's mentions"""
+
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+LINEAR_TEAM = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}$")
 
 
 @dataclass(frozen=True)
@@ -33,13 +42,32 @@ class SetDefaultPersona:
 
 
 @dataclass(frozen=True)
+class Link:
+    """Slack only: read a repository (`owner/repo`) or a Linear team (`PAY`) in this channel."""
+
+    kind: SourceKind
+    target: str
+
+
+@dataclass(frozen=True)
+class Unlink:
+    kind: SourceKind
+    target: str
+
+
+@dataclass(frozen=True)
+class ListLinks:
+    pass
+
+
+@dataclass(frozen=True)
 class ShowHelp:
     """Usage, with the reason when it answers a malformed command."""
 
     problem: str | None = None
 
 
-Command = Ask | ListPersonas | SetDefaultPersona | ShowHelp
+Command = Ask | ListPersonas | SetDefaultPersona | Link | Unlink | ListLinks | ShowHelp
 
 
 def parse_command(
@@ -58,6 +86,10 @@ def parse_command(
         return ListPersonas()
     if first.lower() == "default":
         return _set_default(rest.strip(), personas)
+    if first.lower() == "links" and not rest:
+        return ListLinks()
+    if first.lower() in ("link", "unlink"):
+        return _link(first.lower(), rest.split())
     if first in personas:
         return _ask(first, rest)
     if default_persona is not None and not personas.suggest(first):
@@ -69,6 +101,19 @@ def _set_default(name: str, personas: PersonaRegistry) -> SetDefaultPersona | Sh
     if not name:
         return ShowHelp(problem="Which persona should answer this channel's mentions?")
     return SetDefaultPersona(persona=personas.get(name).name)
+
+
+def _link(verb: str, words: list[str]) -> Link | Unlink | ShowHelp:
+    kind = words[0].lower() if words else ""
+    if len(words) != 2 or kind not in ("github", "linear"):
+        return ShowHelp(problem=f"`{verb}` takes `github <owner/repo>` or `linear <TEAM>`.")
+    target = words[1]
+    if kind == "github" and not REPOSITORY.match(target):
+        return ShowHelp(problem=f"'{target}' is not a repository: write it as owner/repo.")
+    if kind == "linear" and not LINEAR_TEAM.match(target):
+        return ShowHelp(problem=f"'{target}' is not a Linear team key (like PAY).")
+    target = target.upper() if kind == "linear" else target
+    return Link(kind, target) if verb == "link" else Unlink(kind, target)  # type: ignore[arg-type]
 
 
 def _ask(persona: str, question: str) -> Ask | ShowHelp:

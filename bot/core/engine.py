@@ -10,8 +10,9 @@ from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
 
+from bot.context.gather import Gathered
 from bot.core.answer import Reply
-from bot.core.conversation import ContextItem, Turn, trim_history
+from bot.core.conversation import Turn, trim_history
 from bot.core.persona import Persona
 from bot.core.prompt import build_messages
 from bot.llm import LLMClient, request_body
@@ -30,12 +31,23 @@ class Engine:
         persona: Persona,
         question: str,
         history: Sequence[Turn] = (),
-        context: Sequence[ContextItem] = (),
+        gathered: Gathered | None = None,
     ) -> Reply:
-        """Raises a `bot.core.errors.AnswerError` when no answer can be had."""
+        """Raises a `bot.core.errors.AnswerError` when no answer can be had.
+
+        The bot adds what the model cannot know: the sources it read, and what it could not
+        read as `missingContext` lines.
+        """
+        gathered = gathered or Gathered()
         kept = trim_history(history, max_tokens=self._history_token_budget)
-        messages = build_messages(persona=persona, question=question, history=kept, context=context)
-        return await self._llm.answer(messages, model=persona.model)
+        messages = build_messages(
+            persona=persona, question=question, history=kept, context=gathered.items
+        )
+        reply = await self._llm.answer(messages, model=persona.model)
+        answer = reply.answer
+        unread = [line for line in gathered.missing if line not in answer.missing_context]
+        answer = answer.model_copy(update={"missing_context": [*answer.missing_context, *unread]})
+        return reply.model_copy(update={"answer": answer, "citations": gathered.citations})
 
 
 def preview_request(
@@ -43,11 +55,7 @@ def preview_request(
     persona: Persona,
     question: str,
     default_model: str,
-    history: Sequence[Turn] = (),
-    context: Sequence[ContextItem] = (),
 ) -> dict[str, Any]:
-    """The exact request body `ask` would send, for a dry run that calls nothing."""
-    messages: list[ChatCompletionMessageParam] = build_messages(
-        persona=persona, question=question, history=history, context=context
-    )
+    """The request body `ask` would send with no history and no context: a dry run reads nothing."""
+    messages: list[ChatCompletionMessageParam] = build_messages(persona=persona, question=question)
     return request_body(messages, model=persona.model or default_model)

@@ -18,7 +18,7 @@ from bot.core.answer import Answer
 
 BUILTIN_PERSONAS_DIR = Path(__file__).resolve().parent.parent / "personas"
 
-PersonaSource = Literal["github", "linear"]
+SourceKind = Literal["github", "linear"]
 
 
 class PersonaError(Exception):
@@ -48,7 +48,7 @@ class Connections(_Card):
     """The sources a persona may read before answering; always read-only."""
 
     guidance: str
-    sources: list[PersonaSource]
+    sources: list[SourceKind]
     access: Literal["read-only"] = "read-only"
 
 

@@ -2,39 +2,107 @@
 
 from __future__ import annotations
 
-from bot.core.commands import Ask, ListPersonas, SetDefaultPersona, parse_command
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.context.models import SourceError
+from bot.core.commands import (
+    Command,
+    Link,
+    ListLinks,
+    ListPersonas,
+    SetDefaultPersona,
+    ShowHelp,
+    Unlink,
+    parse_command,
+)
 from bot.core.persona import UnknownPersonaError
 from bot.slack.render import (
     escape,
+    render_links,
     render_personas,
     render_unknown_persona,
     render_usage,
 )
 from bot.slack.services import SlackServices
+from bot.store import LinkRecord
+
+Reply = Callable[[str], Awaitable[None]]
 
 
-async def interpret(
-    text: str, services: SlackServices, *, team_id: str, channel_id: str, persona_optional: bool
-) -> Ask | str:
-    """The question to answer, or the reply to help, personas, default, or a mistyped persona.
+@dataclass(frozen=True)
+class Channel:
+    """Where a command was typed, and by whom."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+
+
+async def parse_in_channel(
+    text: str, services: SlackServices, *, channel: Channel, persona_optional: bool
+) -> Command | str:
+    """The command, or (for a mistyped persona) the reply that says so; changes nothing.
 
     A mention may leave the persona out (`persona_optional`): the channel's default answers,
     else `OI_DEFAULT_PERSONA`. A slash command must name one.
     """
     default = None
     if persona_optional:
-        chosen = await services.store.channel_persona(team_id, channel_id)
+        chosen = await services.store.channel_persona(channel.team_id, channel.channel_id)
         default = chosen if chosen in services.personas else services.default_persona
     try:
-        command = parse_command(text, services.personas, default_persona=default)
+        return parse_command(text, services.personas, default_persona=default)
     except UnknownPersonaError as error:
         return render_unknown_persona(error)
-    if isinstance(command, Ask):
-        return command
+
+
+async def run_command(
+    command: Command, services: SlackServices, *, channel: Channel, reply_later: Reply
+) -> str:
+    """Carry out a command that is not a question, and return what to tell the person.
+
+    Checking a new link reads GitHub or Linear, which may be slow, so its verdict comes later
+    through `reply_later`.
+    """
     if isinstance(command, ListPersonas):
         return render_personas(services.personas.all())
     if isinstance(command, SetDefaultPersona):
-        await services.store.set_channel_persona(team_id, channel_id, command.persona)
+        await services.store.set_channel_persona(
+            channel.team_id, channel.channel_id, command.persona
+        )
         title = services.personas.get(command.persona).title
         return f"*{escape(title)}* now answers mentions in this channel that name no persona."
-    return render_usage(command.problem)
+    if isinstance(command, Link):
+        link = LinkRecord(kind=command.kind, target=command.target)
+        services.tasks.spawn(
+            _link(services, channel, link, reply_later), name=f"link-{command.target}"
+        )
+        return f"Checking that I can read {command.kind} {escape(command.target)}…"
+    if isinstance(command, Unlink):
+        link = LinkRecord(kind=command.kind, target=command.target)
+        removed = await services.store.remove_link(channel.team_id, channel.channel_id, link)
+        target = escape(command.target)
+        return f"Unlinked {target}." if removed else f"{target} was not linked in this channel."
+    if isinstance(command, ListLinks):
+        return render_links(await services.store.links(channel.team_id, channel.channel_id))
+    if isinstance(command, ShowHelp):
+        return render_usage(command.problem)
+    raise TypeError(f"not a command to run: {command!r}")
+
+
+async def _link(services: SlackServices, channel: Channel, link: LinkRecord, reply: Reply) -> None:
+    """Link only what exists, is allowed, and the token can read; say why not otherwise."""
+    target = escape(link.target)
+    try:
+        await services.gatherer.check_link(link.kind, link.target)
+    except SourceError as error:
+        await reply(f"Not linked: {escape(str(error))}")
+        return
+    added = await services.store.add_link(
+        channel.team_id, channel.channel_id, link, linked_by=channel.user_id
+    )
+    if added:
+        await reply(f"Linked {link.kind} {target}: questions in this channel will read it.")
+    else:
+        await reply(f"{target} was already linked in this channel.")

@@ -22,9 +22,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.core.answer import Answer, NextAction, Reply
+from bot.core.answer import Answer, Citation, NextAction, Reply
 from bot.core.commands import USAGE
 from bot.core.persona import Persona, UnknownPersonaError
+from bot.store import LinkRecord
 
 RETRY_ACTION = "oi_retry"
 FEEDBACK_UP_ACTION = "oi_feedback_up"
@@ -34,6 +35,7 @@ _SECTION_TEXT_MAX = SectionBlock.text_max_length
 _HEADER_TEXT_MAX = HeaderBlock.text_max_length
 _FIELD_TEXT_MAX = 2_000
 _CONTEXT_TEXT_MAX = 2_000
+_CONTEXT_ELEMENTS_MAX = 10
 _MESSAGE_TEXT_MAX = 40_000
 # A message holds 50 blocks; the header, the footer and the feedback buttons take three.
 _BODY_BLOCKS_MAX = 50 - 3
@@ -68,7 +70,7 @@ def escape(text: str) -> str:
 
 def render_reply(*, persona: Persona, reply: Reply, request_id: str) -> list[SlackMessage]:
     """The answer as one message, or several in a row when it is too big for one."""
-    pages = _paginate(_body(reply.answer))
+    pages = _paginate([*_body(reply.answer), *_sources(reply.citations)])
     messages = []
     for number, page in enumerate(pages, start=1):
         if number == 1:
@@ -124,6 +126,13 @@ def render_personas(personas: list[Persona]) -> str:
     return "\n".join(f"*{persona.name}*: {escape(persona.description)}" for persona in personas)
 
 
+def render_links(links: list[LinkRecord]) -> str:
+    if not links:
+        return "Nothing is linked in this channel. Try `/oi link github owner/repo`."
+    lines = [f"• {link.kind} {escape(link.target)}" for link in links]
+    return "\n".join(["Linked in this channel (read for its questions):", *lines])
+
+
 def render_unknown_persona(error: UnknownPersonaError) -> str:
     """A typo costs no LLM call: the closest names, and where to see them all."""
     return f"{escape(str(error))} `/oi personas` lists them all."
@@ -138,6 +147,25 @@ def _body(answer: Answer) -> list[SectionBlock]:
         *_next_actions(answer.next_actions),
         *_sections(_bulleted("Missing context", answer.missing_context)),
     ]
+
+
+def _sources(citations: list[Citation]) -> list[Block]:
+    """What the persona read, as links under the answer (ten to a context block, Slack's most)."""
+    if not citations:
+        return []
+    links = [_link(citation) for citation in citations]
+    elements = [MarkdownTextObject(text="*Sources*"), *links]
+    return [
+        ContextBlock(elements=elements[start : start + _CONTEXT_ELEMENTS_MAX])
+        for start in range(0, len(elements), _CONTEXT_ELEMENTS_MAX)
+    ]
+
+
+def _link(citation: Citation) -> MarkdownTextObject:
+    """`<url|title>`; the URL cannot close the link early, the title cannot ping."""
+    url = citation.url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+    title = _truncate(escape(citation.title), _CONTEXT_TEXT_MAX - len(url) - 3)
+    return MarkdownTextObject(text=f"<{url}|{title}>")
 
 
 def _labelled(label: str, lines: list[str]) -> str:
@@ -215,9 +243,9 @@ def _feedback(request_id: str) -> ActionsBlock:
     )
 
 
-def _paginate(blocks: list[SectionBlock]) -> list[list[SectionBlock]]:
+def _paginate(blocks: list[Block]) -> list[list[Block]]:
     """Fill each message up to the block and text budgets, then start the next one."""
-    pages: list[list[SectionBlock]] = [[]]
+    pages: list[list[Block]] = [[]]
     size = 0
     for block in blocks:
         length = _text_length(block)
@@ -229,8 +257,11 @@ def _paginate(blocks: list[SectionBlock]) -> list[list[SectionBlock]]:
     return pages
 
 
-def _text_length(block: SectionBlock) -> int:
-    return len(block.text.text) + sum(len(field.text) for field in block.fields)
+def _text_length(block: Block) -> int:
+    if isinstance(block, ContextBlock):
+        return sum(len(element.text) for element in block.elements)
+    assert isinstance(block, SectionBlock)
+    return len(block.text.text) + sum(len(field.text) for field in block.fields or [])
 
 
 def _sections(text: str) -> list[SectionBlock]:

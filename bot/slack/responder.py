@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.context.gather import ContextGatherer, Gathered, Links
 from bot.core.engine import Engine
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaRegistry, UnknownPersonaError
@@ -45,12 +46,14 @@ class Responder:
         client: AsyncWebClient,
         store: Store,
         engine: Engine,
+        gatherer: ContextGatherer,
         personas: PersonaRegistry,
         metrics: Metrics,
     ) -> None:
         self._client = client
         self._store = store
         self._engine = engine
+        self._gatherer = gatherer
         self._personas = personas
         self._metrics = metrics
 
@@ -86,11 +89,12 @@ class Responder:
         await self._store.transition(request.id, "gathering")
         gathering_started = time.perf_counter()
         history = await self._store.history(thread.id)
+        gathered = await self._gather(request, persona, thread.id)
         self._metrics.context_seconds.observe(time.perf_counter() - gathering_started)
         await self._store.transition(request.id, "thinking")
         try:
             reply = await self._engine.ask(
-                persona=persona, question=request.question, history=history
+                persona=persona, question=request.question, history=history, gathered=gathered
             )
         except AnswerError as error:
             log.warning("request.answer_failed", error=str(error))
@@ -108,6 +112,22 @@ class Responder:
             await self._post(request.channel_id, thread_ts, message)
         await self._store.transition(request.id, "answered")
         return "answered"
+
+    async def _gather(self, request: RequestRecord, persona: Persona, thread_id: int) -> Gathered:
+        """Read what the question and the channel's links refer to; keep it for follow-ups."""
+        links = await self._store.links(request.team_id, request.channel_id)
+        gathered = await self._gatherer.gather(
+            text=request.question,
+            persona=persona,
+            links=Links(
+                repositories=[link.target for link in links if link.kind == "github"],
+                linear_teams=[link.target for link in links if link.kind == "linear"],
+            ),
+            cached=await self._store.cached_context(thread_id),
+        )
+        if gathered.fetched:
+            await self._store.cache_context(thread_id, gathered.fetched)
+        return gathered
 
     async def _post_question(self, request: RequestRecord, persona: Persona) -> str:
         """A slash command's question, posted to the channel so the answer can thread under it."""

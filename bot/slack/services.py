@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.background import BackgroundTasks
+from bot.context.gather import ContextGatherer
 from bot.core.persona import PersonaRegistry
 from bot.metrics import Metrics
 from bot.slack.responder import Responder
@@ -14,6 +15,7 @@ from bot.store import Store
 @dataclass(frozen=True)
 class SlackServices:
     store: Store
+    gatherer: ContextGatherer
     personas: PersonaRegistry
     responder: Responder
     tasks: BackgroundTasks

@@ -7,6 +7,7 @@ is Alembic's, migrated when the store opens. Callers get frozen records, never O
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,16 +15,19 @@ from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy import Connection, delete, event, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from bot.context.models import Fetched
 from bot.core.answer import Answer
-from bot.core.conversation import Turn
+from bot.core.conversation import ContextItem, Turn
 from bot.store.tables import (
+    ChannelLink,
     ChannelSettings,
     Claim,
+    ContextCacheEntry,
     Feedback,
     Request,
     RequestTransition,
@@ -34,6 +38,7 @@ from bot.store.tables import (
 RequestState = Literal["received", "gathering", "thinking", "answered", "failed"]
 RequestKind = Literal["command", "mention", "follow_up", "direct"]
 Vote = Literal["up", "down"]
+LinkKind = Literal["github", "linear"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -60,6 +65,12 @@ class RequestRecord(NewRequest):
     state: RequestState
     error: str | None
     reply_ts: str | None
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    kind: LinkKind
+    target: str
 
 
 @dataclass(frozen=True)
@@ -256,6 +267,81 @@ class Store:
         async with self._sessions() as session:
             row = await session.get(ChannelSettings, (team_id, channel_id))
             return row.default_persona if row else None
+
+    async def add_link(
+        self, team_id: str, channel_id: str, link: LinkRecord, *, linked_by: str
+    ) -> bool:
+        """Link a repository or team to a channel; False when it was linked already."""
+        row = ChannelLink(
+            team_id=team_id,
+            channel_id=channel_id,
+            kind=link.kind,
+            target=link.target,
+            linked_by=linked_by,
+            created_at=_now(),
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def remove_link(self, team_id: str, channel_id: str, link: LinkRecord) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(ChannelLink).where(
+                    ChannelLink.team_id == team_id,
+                    ChannelLink.channel_id == channel_id,
+                    ChannelLink.kind == link.kind,
+                    ChannelLink.target == link.target,
+                )
+            )
+            return bool(result.rowcount)
+
+    async def links(self, team_id: str, channel_id: str) -> list[LinkRecord]:
+        """This channel's links only: a repository linked elsewhere is never read here."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ChannelLink)
+                .where(ChannelLink.team_id == team_id, ChannelLink.channel_id == channel_id)
+                .order_by(ChannelLink.kind, ChannelLink.target)
+            )
+            return [LinkRecord(kind=row.kind, target=row.target) for row in rows]  # type: ignore[arg-type]
+
+    async def cached_context(self, thread_id: int) -> dict[str, list[Fetched]]:
+        """What earlier questions in the thread read, by reference, in the order it was read."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ContextCacheEntry)
+                .where(ContextCacheEntry.thread_id == thread_id)
+                .order_by(ContextCacheEntry.id)
+            )
+            cached: dict[str, list[Fetched]] = {}
+            for row in rows:
+                item = ContextItem(source=row.source, title=row.title, text=row.text)
+                fetched = Fetched(item=item, priority=row.priority, revision=row.revision)
+                cached.setdefault(row.reference, []).append(fetched)
+            return cached
+
+    async def cache_context(self, thread_id: int, fetched: Mapping[str, Sequence[Fetched]]) -> None:
+        """Keep what was read (already redacted) so follow-ups need not fetch it again."""
+        now = _now()
+        async with self._sessions.begin() as session:
+            for reference, items in fetched.items():
+                for one in items:
+                    session.add(
+                        ContextCacheEntry(
+                            thread_id=thread_id,
+                            reference=reference,
+                            source=one.item.source,
+                            title=one.item.title,
+                            text=one.item.text,
+                            priority=one.priority,
+                            revision=one.revision,
+                            fetched_at=now,
+                        )
+                    )
 
     async def _update(self, request_id: str, **values: Any) -> None:
         async with self._sessions.begin() as session:

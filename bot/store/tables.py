@@ -101,3 +101,32 @@ class ChannelSettings(Base):
     channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     default_persona: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelLink(Base):
+    """A repository or Linear team linked to one channel: read for that channel's questions only."""
+
+    __tablename__ = "channel_links"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    linked_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ContextCacheEntry(Base):
+    """What was read (already redacted) for one reference in a thread, reused by follow-ups."""
+
+    __tablename__ = "context_cache"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(1024))
+    source: Mapped[str] = mapped_column(String(1024))
+    title: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[str] = mapped_column(String(255))
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,12 +15,14 @@ from contextlib import nullcontext
 from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.context.gather import ContextGatherer, Links
 from bot.core.answer import Reply
 from bot.core.commands import (
+    LINEAR_TEAM,
+    REPOSITORY,
     USAGE,
     Ask,
     ListPersonas,
-    SetDefaultPersona,
     ShowHelp,
     parse_command,
 )
@@ -64,8 +66,36 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the request that would be sent; call nothing"
     )
+    parser.add_argument(
+        "--repo",
+        action="append",
+        default=[],
+        type=_repository,
+        metavar="OWNER/REPO",
+        help="a GitHub repository to read before answering (repeatable)",
+    )
+    parser.add_argument(
+        "--linear-team",
+        action="append",
+        default=[],
+        type=_team,
+        metavar="TEAM",
+        help="a Linear team whose issues to read before answering (repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG on stderr")
     return parser
+
+
+def _repository(value: str) -> str:
+    if not REPOSITORY.match(value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a repository: write it as owner/repo")
+    return value
+
+
+def _team(value: str) -> str:
+    if not LINEAR_TEAM.match(value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a Linear team key (like PAY)")
+    return value.upper()
 
 
 def _run(args: argparse.Namespace, *, stdout: Console, stderr: Console) -> int:
@@ -87,8 +117,11 @@ def _run(args: argparse.Namespace, *, stdout: Console, stderr: Console) -> int:
     if isinstance(command, ListPersonas):
         render_personas(stdout, personas.all())
         return EXIT_OK
-    if isinstance(command, SetDefaultPersona):
-        raise _UsageError("`default` sets a Slack channel's persona; on a terminal, name one.")
+    if not isinstance(command, Ask):
+        raise _UsageError(
+            "that command works in a Slack channel; on a terminal, name a persona and use "
+            "--repo and --linear-team for what it should read."
+        )
     return _ask(command, personas.get(command.persona), settings, args, stdout, stderr)
 
 
@@ -110,8 +143,8 @@ def _ask(
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return EXIT_OK
     llm = LLMClient.from_settings(settings)
-    engine = Engine(llm=llm, history_token_budget=settings.oi_history_token_budget)
-    reply = asyncio.run(_answer(engine, llm, persona, question, stderr))
+    links = Links(repositories=args.repo, linear_teams=args.linear_team)
+    reply = asyncio.run(_answer(settings, llm, persona, question, links, stderr))
     if args.json:
         print(reply.answer.model_dump_json(indent=2))
     else:
@@ -120,13 +153,23 @@ def _ask(
 
 
 async def _answer(
-    engine: Engine, llm: LLMClient, persona: Persona, question: str, stderr: Console
+    settings: Settings,
+    llm: LLMClient,
+    persona: Persona,
+    question: str,
+    links: Links,
+    stderr: Console,
 ) -> Reply:
+    """Read what the question refers to, then ask; the same two steps as in Slack."""
+    gatherer = ContextGatherer.from_settings(settings)
+    engine = Engine(llm=llm, history_token_budget=settings.oi_history_token_budget)
     progress = (
         stderr.status(f"{persona.title} is thinking…") if stderr.is_terminal else nullcontext()
     )
     try:
         with request_context(), progress:
-            return await engine.ask(persona=persona, question=question)
+            gathered = await gatherer.gather(text=question, persona=persona, links=links)
+            return await engine.ask(persona=persona, question=question, gathered=gathered)
     finally:
+        await gatherer.aclose()
         await llm.aclose()

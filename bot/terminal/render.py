@@ -30,6 +30,9 @@ def render_reply(console: Console, *, persona: Persona, reply: Reply) -> None:
     console.print(_section("Risks", _bullets(answer.risks)))
     console.print(_section("Next actions", _next_actions_table(reply)))
     console.print(_section("Missing context", _bullets(answer.missing_context)))
+    if reply.citations:
+        sources = [f"{citation.title}: {citation.url}" for citation in reply.citations]
+        console.print(_section("Sources", _bullets(sources)))
     console.print(Text(_footer(reply), style="dim"))
 
 

@@ -28,6 +28,9 @@ class ThreadedServer:
         self.call(self._start)
 
     def stop(self, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Stop serving; again (a test took the vendor down, then teardown) is a no-op."""
+        if self._loop.is_closed():
+            return
         if before is not None:
             self.call(before)
         self.call(self._stop)

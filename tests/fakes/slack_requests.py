@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from tests.fakes.slack_api import VENDOR
 
 SAMPLES = VENDOR / "samples"
+_NOWHERE = "http://127.0.0.1:9/response"  # a closed port: a test that forgets one reaches nothing
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -61,11 +62,10 @@ def slash_command_body(
     trigger_id: str | None = None,
 ) -> str:
     """A slash command's form body. Pass `response_url=fake_slack.response_url(…)` whenever the
-    bot may respond: the sample's own URL points at hooks.slack.com."""
+    bot may respond; by default it points at a closed loopback port, never at hooks.slack.com."""
     fields = sample("slash_command.form-urlencoded.txt")
     fields.update(command=command, text=text, channel_id=channel, user_id=user, team_id=team)
-    if response_url is not None:
-        fields["response_url"] = response_url
+    fields["response_url"] = response_url or _NOWHERE
     if trigger_id is not None:
         fields["trigger_id"] = trigger_id
     return urlencode(fields)

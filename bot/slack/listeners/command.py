@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot.slack.commands import interpret
+from bot.core.commands import Ask
+from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import question_text
 from bot.slack.services import SlackServices
 from bot.store import NewRequest
@@ -14,25 +15,27 @@ from bot.store import NewRequest
 
 def register(app: AsyncApp, services: SlackServices) -> None:
     @app.command("/oi")
-    async def on_oi_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        text = question_text(command.get("text", ""), bot_user_id=services.bot_user_id)
-        parsed = await interpret(
-            text,
-            services,
-            team_id=command["team_id"],
-            channel_id=command["channel_id"],
-            persona_optional=False,
+    async def on_oi_command(ack: AsyncAck, respond: AsyncRespond, command: dict[str, Any]) -> None:
+        channel = Channel(
+            team_id=command["team_id"], channel_id=command["channel_id"], user_id=command["user_id"]
         )
+        text = question_text(command.get("text", ""), bot_user_id=services.bot_user_id)
+        parsed = await parse_in_channel(text, services, channel=channel, persona_optional=False)
         if isinstance(parsed, str):
             await ack(text=parsed)
+            return
+        if not isinstance(parsed, Ask):
+            await ack(
+                text=await run_command(parsed, services, channel=channel, reply_later=respond)
+            )
             return
         request = await services.store.claim_request(
             NewRequest(
                 claim_key=f"command:{command['trigger_id']}",
                 kind="command",
-                team_id=command["team_id"],
-                channel_id=command["channel_id"],
-                user_id=command["user_id"],
+                team_id=channel.team_id,
+                channel_id=channel.channel_id,
+                user_id=channel.user_id,
                 thread_ts=None,
                 persona=parsed.persona,
                 question=parsed.question,

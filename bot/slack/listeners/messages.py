@@ -7,7 +7,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.commands import interpret
+from bot.core.commands import Ask, Command
+from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import mentions, question_text
 from bot.slack.services import SlackServices
 from bot.store import NewRequest
@@ -44,11 +45,10 @@ async def _handle(
     if thread is not None:
         persona, question, kind = thread.persona, text, "follow_up"
     elif mentioned or event.get("channel_type") == "im":
-        parsed = await interpret(
-            text, services, team_id=team_id, channel_id=channel, persona_optional=True
-        )
-        if isinstance(parsed, str):
-            await _tell_once(services, event, claim_key, parsed)
+        where = Channel(team_id=team_id, channel_id=channel, user_id=user)
+        parsed = await parse_in_channel(text, services, channel=where, persona_optional=True)
+        if not isinstance(parsed, Ask):
+            await _command_once(services, event, claim_key, where, parsed)
             return
         persona, question = parsed.persona, parsed.question
         kind = "direct" if event.get("channel_type") == "im" else "mention"
@@ -72,14 +72,26 @@ async def _handle(
         services.tasks.spawn(services.responder.answer(request), name=f"request-{request.id}")
 
 
-async def _tell_once(
-    services: SlackServices, event: dict[str, Any], claim_key: str, text: str
+async def _command_once(
+    services: SlackServices,
+    event: dict[str, Any],
+    claim_key: str,
+    where: Channel,
+    command: Command | str,
 ) -> None:
-    """An ephemeral reply (help, persona list, a typo) to a message, sent once per message."""
-    if await services.store.claim(claim_key):
+    """Run a command given in a message once, however often the message is delivered, and
+    answer it with an ephemeral reply to its author."""
+    if not await services.store.claim(claim_key):
+        return
+
+    async def tell(text: str) -> None:
         await services.responder.tell(
             channel=event["channel"],
             user=event["user"],
             thread_ts=event.get("thread_ts") or event["ts"],
             text=text,
         )
+
+    if not isinstance(command, str):
+        command = await run_command(command, services, channel=where, reply_later=tell)
+    await tell(command)

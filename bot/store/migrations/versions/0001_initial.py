@@ -1,4 +1,4 @@
-"""Claims, requests and their transitions, threads with their turns, feedback, channel settings.
+"""Claims, requests, threads and their memory, feedback, and what each channel linked.
 
 Revision ID: 0001
 Revises:
@@ -85,9 +85,33 @@ def upgrade() -> None:
         sa.Column("default_persona", sa.String(64), nullable=True),
         sa.Column("updated_at", _WHEN, nullable=False),
     )
+    op.create_table(
+        "channel_links",
+        sa.Column("team_id", sa.String(32), primary_key=True),
+        sa.Column("channel_id", sa.String(32), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("target", sa.String(255), primary_key=True),
+        sa.Column("linked_by", sa.String(32), nullable=False),
+        sa.Column("created_at", _WHEN, nullable=False),
+    )
+    op.create_table(
+        "context_cache",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("thread_id", sa.Integer, sa.ForeignKey("threads.id"), nullable=False),
+        sa.Column("reference", sa.String(1024), nullable=False),
+        sa.Column("source", sa.String(1024), nullable=False),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("priority", sa.Integer, nullable=False),
+        sa.Column("revision", sa.String(255), nullable=False),
+        sa.Column("fetched_at", _WHEN, nullable=False),
+    )
+    op.create_index("ix_context_cache_thread_id", "context_cache", ["thread_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("context_cache")
+    op.drop_table("channel_links")
     op.drop_table("channel_settings")
     for table in ("feedback", "thread_turns", "threads", "request_transitions", "requests"):
         op.drop_table(table)

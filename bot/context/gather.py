@@ -1,0 +1,269 @@
+"""Reading what a question refers to, before the persona answers it.
+
+References come from the question and from the channel's links; every source is read at once,
+each within its own timeout, so gathering takes as long as the slowest source, not the sum.
+What was read is redacted, then budgeted (most specific first); what could not be read becomes an
+honest `missingContext` line. Follow-ups in a thread see again what the thread already read,
+without reading it again; only their new references are fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import structlog
+
+from bot.config import Settings
+from bot.context.budget import fit_to_budget
+from bot.context.github import GitHubSource
+from bot.context.linear import LinearSource
+from bot.context.models import (
+    Fetched,
+    GitHubReference,
+    LinearReference,
+    Reference,
+    SourceError,
+)
+from bot.context.redaction import redact
+from bot.context.references import find_references
+from bot.core.answer import Citation
+from bot.core.conversation import ContextItem
+from bot.core.persona import Persona, SourceKind
+
+log = structlog.get_logger(__name__)
+
+
+class GitHubReader(Protocol):
+    @property
+    def web_hosts(self) -> frozenset[str]: ...
+
+    async def fetch(self, reference: GitHubReference) -> list[Fetched]: ...
+
+    async def check_repo(self, full_name: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LinearReader(Protocol):
+    async def fetch(self, reference: LinearReference) -> list[Fetched]: ...
+
+    async def check_team(self, key: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Links:
+    """What a channel (or a terminal's flags) linked: repositories and Linear team keys."""
+
+    repositories: Sequence[str] = ()
+    linear_teams: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Context for one question: budgeted items, their citations, and what could not be read."""
+
+    items: list[ContextItem] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    fetched: dict[str, list[Fetched]] = field(default_factory=dict)
+
+
+class ContextGatherer:
+    """Finds references, reads them concurrently, and fits them into the prompt's budget."""
+
+    def __init__(
+        self,
+        *,
+        github: GitHubReader,
+        linear: LinearReader,
+        timeout_seconds: float,
+        token_budget: int,
+        allowed_github_orgs: Collection[str] = (),
+        allowed_linear_teams: Collection[str] = (),
+    ) -> None:
+        self._github = github
+        self._linear = linear
+        self._timeout_seconds = timeout_seconds
+        self._token_budget = token_budget
+        self._allowed_orgs = {org.lower() for org in allowed_github_orgs}
+        self._allowed_teams = {team.upper() for team in allowed_linear_teams}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ContextGatherer:
+        return cls(
+            github=GitHubSource.from_settings(settings),
+            linear=LinearSource.from_settings(settings),
+            timeout_seconds=settings.oi_context_timeout_seconds,
+            token_budget=settings.oi_context_token_budget,
+            allowed_github_orgs=settings.allowed_github_orgs,
+            allowed_linear_teams=settings.allowed_linear_teams,
+        )
+
+    async def aclose(self) -> None:
+        await self._github.aclose()
+        await self._linear.aclose()
+
+    async def check_link(self, kind: SourceKind, target: str) -> None:
+        """A link is refused unless the allow-lists admit it and the token can read it."""
+        reason = self.refused(kind, target)
+        if reason:
+            raise SourceError(reason)
+        if kind == "github":
+            await self._github.check_repo(target)
+        else:
+            await self._linear.check_team(target)
+
+    def refused(self, kind: SourceKind, target: str) -> str | None:
+        """Why an allow-list refuses a repository or team, or None when it may be read."""
+        if kind == "github" and self._allowed_orgs:
+            owner = target.split("/", 1)[0].lower()
+            if owner not in self._allowed_orgs:
+                return f"{target} is outside OI_GITHUB_ALLOWED_ORGS"
+        if kind == "linear" and self._allowed_teams:
+            team = target.split("-", 1)[0].upper()
+            if team not in self._allowed_teams:
+                return f"{target} is outside OI_LINEAR_ALLOWED_TEAMS"
+        return None
+
+    async def gather(
+        self,
+        *,
+        text: str,
+        persona: Persona,
+        links: Links,
+        cached: Mapping[str, Sequence[Fetched]] = {},  # noqa: B006 (read-only)
+    ) -> Gathered:
+        started = time.perf_counter()
+        references, missing = self._references(text, persona, links)
+        new = [ref for ref in references if _key(ref) not in cached]
+        results = await asyncio.gather(*(self._read(ref) for ref in new))
+        fetched: dict[str, list[Fetched]] = {}
+        for reference, result in zip(new, results, strict=True):
+            if isinstance(result, str):
+                missing.append(f"Could not read {_label(reference)}: {result}")
+            else:
+                fetched[_key(reference)] = result
+        reused = [one for items in cached.values() for one in items]
+        everything = [*reused, *(one for items in fetched.values() for one in items)]
+        budgeted = fit_to_budget(everything, max_tokens=self._token_budget)
+        log.info(
+            "context.gathered",
+            references=len(references),
+            fetched=len(new),
+            reused=len(cached),
+            missing=len(missing),
+            left_out=len(budgeted.left_out),
+            duration_ms=round((time.perf_counter() - started) * 1000),
+        )
+        return Gathered(
+            items=budgeted.items,
+            citations=_citations(everything),
+            missing=missing,
+            fetched=fetched,
+        )
+
+    def _references(
+        self, text: str, persona: Persona, links: Links
+    ) -> tuple[list[Reference], list[str]]:
+        """The question's references, then the links it does not already name; allow-lists apply."""
+        sources = set(persona.connections.sources)
+        found = find_references(text, github_hosts=self._github.web_hosts)
+        linked_teams = {team.upper() for team in links.linear_teams}
+        named_repos = {r.full_name.lower() for r in found if isinstance(r, GitHubReference)}
+        named_teams = {r.team for r in found if isinstance(r, LinearReference)}
+        candidates: list[Reference] = [
+            ref
+            for ref in found
+            if not (_is_bare_key(ref) and linked_teams and ref.team not in linked_teams)
+        ]
+        host = min(self._github.web_hosts)
+        candidates += [
+            _linked_repository(name, host)
+            for name in links.repositories
+            if name.lower() not in named_repos
+        ]
+        candidates += [
+            LinearReference(kind="team", key=team) for team in sorted(linked_teams - named_teams)
+        ]
+        references: list[Reference] = []
+        missing: list[str] = []
+        for ref in candidates:
+            kind: SourceKind = "github" if isinstance(ref, GitHubReference) else "linear"
+            if kind not in sources:
+                continue
+            reason = self.refused(kind, _target(ref))
+            if reason:
+                missing.append(f"Did not read {_label(ref)}: {reason}")
+            else:
+                references.append(ref)
+        return references, missing
+
+    async def _read(self, reference: Reference) -> list[Fetched] | str:
+        """The redacted items read for one reference, or why they could not be read."""
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                if isinstance(reference, GitHubReference):
+                    items = await self._github.fetch(reference)
+                else:
+                    items = await self._linear.fetch(reference)
+        except TimeoutError:
+            return f"no answer within {self._timeout_seconds:g}s"
+        except SourceError as error:
+            return str(error)
+        path = reference.path if isinstance(reference, GitHubReference) else None
+        return [_redacted(one, path) for one in items]
+
+
+def _redacted(fetched: Fetched, path: str | None) -> Fetched:
+    """Secrets never reach the model or the store; only their count is logged."""
+    result = redact(fetched.item.text, path=path)
+    if result.count:
+        log.warning("context.redacted", source=fetched.item.source, count=result.count)
+    return replace(fetched, item=fetched.item.model_copy(update={"text": result.text}))
+
+
+def _linked_repository(full_name: str, host: str) -> GitHubReference:
+    owner, repo = full_name.split("/", 1)
+    return GitHubReference(kind="repo", owner=owner, repo=repo, url=f"https://{host}/{full_name}")
+
+
+def _is_bare_key(reference: Reference) -> bool:
+    return (
+        isinstance(reference, LinearReference)
+        and reference.kind == "issue"
+        and reference.url is None
+    )
+
+
+def _target(reference: Reference) -> str:
+    return reference.full_name if isinstance(reference, GitHubReference) else reference.key
+
+
+def _key(reference: Reference) -> str:
+    """What a reference is cached under in a thread."""
+    if isinstance(reference, GitHubReference):
+        detail = reference.number or reference.path or reference.ref or ""
+        lines = f"#L{reference.lines[0]}-L{reference.lines[1]}" if reference.lines else ""
+        return f"github:{reference.kind}:{reference.full_name}:{detail}{lines}"
+    return f"linear:{reference.kind}:{reference.key}"
+
+
+def _label(reference: Reference) -> str:
+    if isinstance(reference, LinearReference):
+        return f"Linear {reference.kind} {reference.key}"
+    if reference.kind == "repo":
+        return f"GitHub repository {reference.full_name}"
+    return reference.url
+
+
+def _citations(fetched: Sequence[Fetched]) -> list[Citation]:
+    seen: dict[str, Citation] = {}
+    for one in fetched:
+        seen.setdefault(one.item.source, Citation(title=one.item.title, url=one.item.source))
+    return list(seen.values())
