@@ -474,7 +474,7 @@ async def test_concurrent_fetches_are_bounded_by_the_pool_and_each_gets_its_own(
             asyncio.create_task(source.fetch(_ref(fake_github, "pull", number=n)))
             for n in range(1, 6)
         ]
-        await asyncio.to_thread(fake_github.wait_for_requests, 2)
+        await asyncio.to_thread(fake_github.requests.wait_for, 2)
         fake_github.release()
         results = await asyncio.gather(*fetches)
     finally:
@@ -491,7 +491,7 @@ async def test_aclose_lets_a_call_in_flight_finish(fake_github):
     fake_github.hold("/repos/acme/payments")
     source = _source(fake_github)
     checking = asyncio.create_task(source.check_repo("acme/payments"))
-    await asyncio.to_thread(fake_github.wait_for_requests, 1)
+    await asyncio.to_thread(fake_github.requests.wait_for, 1)
     closing = asyncio.create_task(source.aclose())
     fake_github.release()
     await asyncio.gather(checking, closing)

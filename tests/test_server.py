@@ -117,7 +117,7 @@ async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(
         headers = signed_headers(body, SIGNING_SECRET)
         async with session.post(f"{url}/slack/events", data=body, headers=headers) as acked:
             assert acked.status == 200
-    await asyncio.to_thread(fake_openai.wait_for_requests, 1)  # the LLM call is in flight
+    await asyncio.to_thread(fake_openai.requests.wait_for, 1)  # the LLM call is in flight
     process.send_signal(signal.SIGTERM)
     fake_openai.release()
     assert await asyncio.to_thread(process.wait, 30) == 0
@@ -183,7 +183,7 @@ async def test_while_stopping_new_requests_get_503_so_slack_retries_elsewhere(
             url, data=first, headers=signed_headers(first, SIGNING_SECRET)
         ) as r:
             assert r.status == 200
-        await asyncio.to_thread(fake_openai.wait_for_requests, 1)
+        await asyncio.to_thread(fake_openai.requests.wait_for, 1)
         stopping = asyncio.create_task(server.stop())
         await asyncio.sleep(0)  # let stop() begin: it stops accepting before its first await
         second = slash_command_body("backend-engineer again", trigger_id="t-2")

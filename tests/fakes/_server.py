@@ -5,8 +5,34 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
+
+_T = TypeVar("_T")
+
+
+class RequestLog(list[_T]):
+    """The requests a fake received, in order; tests wait for them without sleeping.
+
+    A list, so tests index and compare it; `wait_for` blocks, so async tests call it through
+    `asyncio.to_thread` while the bot runs on their loop.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._arrived = threading.Condition()
+
+    def append(self, item: _T) -> None:
+        with self._arrived:
+            super().append(item)
+            self._arrived.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[_T]:
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self) >= count, timeout=timeout):
+                raise AssertionError(f"{len(self)} requests after {timeout}s, not {count}")
+            return list(self)
 
 
 class ThreadedServer:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes._server import ThreadedServer
+from tests.fakes._server import RequestLog, ThreadedServer
 
 API_PREFIX = "/api/v3"
 TOKEN = "ghp_fake0123456789abcdefFAKEtoken000000"
@@ -75,11 +75,11 @@ class FakeGitHub:
 
     def __init__(self, *, token: str = TOKEN) -> None:
         self.token = token
-        self.requests: list[Recorded] = []
+        self.requests: RequestLog[Recorded] = RequestLog()
         self._repos: dict[str, _Repo] = {}
         self._held: list[str] = []
         self._released = asyncio.Event()
-        self._arrived = threading.Condition()
+        self._in_flight_lock = threading.Lock()
         self._in_flight = 0
         self.max_in_flight = 0
         self._rate_limit: tuple[int, int] | None = None  # (status, reset epoch)
@@ -369,13 +369,6 @@ class FakeGitHub:
     def release(self) -> None:
         self._server.call(self._release)
 
-    def wait_for_requests(self, count: int, timeout: float = 10) -> list[Recorded]:
-        """Block until `count` requests have arrived (async tests call it through to_thread)."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout=timeout):
-                raise AssertionError(f"{len(self.requests)} requests after {timeout}s, not {count}")
-        return list(self.requests)
-
     async def _release(self) -> None:
         self._released.set()
 
@@ -384,13 +377,12 @@ class FakeGitHub:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         path = request.path.removeprefix(API_PREFIX)
-        with self._arrived:
-            self.requests.append(
-                Recorded(request.method, path, dict(request.query), dict(request.headers))
-            )
+        self.requests.append(
+            Recorded(request.method, path, dict(request.query), dict(request.headers))
+        )
+        with self._in_flight_lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            self._arrived.notify_all()
         try:
             if any(path.startswith(prefix) for prefix in self._held):
                 await self._released.wait()
@@ -398,7 +390,7 @@ class FakeGitHub:
         except _Refused as refused:
             response = refused.response
         finally:
-            with self._arrived:
+            with self._in_flight_lock:
                 self._in_flight -= 1
         response.headers.update(self._rate_headers())
         return response

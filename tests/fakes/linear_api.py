@@ -29,7 +29,7 @@ from graphql import (
     validate,
 )
 
-from tests.fakes._server import ThreadedServer
+from tests.fakes._server import RequestLog, ThreadedServer
 
 SCHEMA_PATH = Path(__file__).parent.parent / "vendor" / "linear" / "schema.graphql"
 API_KEY = "lin_api_fake0123456789"
@@ -60,7 +60,7 @@ class FakeLinear:
 
     def __init__(self) -> None:
         self.api_key = API_KEY
-        self.requests: list[LinearRequest] = []
+        self.requests: RequestLog[LinearRequest] = RequestLog()
         self._issues: dict[str, dict[str, Any]] = {}
         self._teams: dict[str, dict[str, Any]] = {}
         self._rate_limited = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes._server import ThreadedServer
+from tests.fakes._server import RequestLog, ThreadedServer
 
 VALID_ANSWER: dict[str, Any] = {
     "summary": "Retries without idempotency keys can double-charge.",
@@ -85,11 +84,10 @@ class FakeOpenAI:
     """The server and its script; `requests` holds every request body received, in order."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
+        self.requests: RequestLog[dict[str, Any]] = RequestLog()
         self.authorizations: list[str | None] = []
         self._script: deque[Scripted] = deque()
         self._released = asyncio.Event()
-        self._arrived = threading.Condition()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         self._server = ThreadedServer(app)
@@ -111,22 +109,13 @@ class FakeOpenAI:
         """Let every held reply go, now and from now on."""
         self._server.call(self._release)
 
-    def wait_for_requests(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-        """Block until `count` requests have arrived (tests running async code use to_thread)."""
-        with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout=timeout):
-                raise AssertionError(f"{len(self.requests)} requests after {timeout}s, not {count}")
-        return list(self.requests)
-
     async def _release(self) -> None:
         self._released.set()
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         self.authorizations.append(request.headers.get("Authorization"))
         body = await request.json()
-        with self._arrived:
-            self.requests.append(body)
-            self._arrived.notify_all()
+        self.requests.append(body)
         problem = _invalid_request(body)
         if problem:
             return _error_response(400, problem)
