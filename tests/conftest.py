@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
+from bot.config import Settings
 from tests.databases import fresh_postgres_url, sqlite_url
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.linear_api import FakeLinear
@@ -31,6 +32,16 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
     yield from _running(FakeSlack())
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    yield from _running(FakeGitHub())
+
+
+@pytest.fixture
+def fake_linear() -> Iterator[FakeLinear]:
+    yield from _running(FakeLinear())
 
 
 @pytest.fixture(autouse=True)
@@ -63,30 +74,32 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
 
 
 @pytest.fixture
-async def slack_bot(
+def settings_for(
     fake_slack: FakeSlack,
     fake_openai: FakeOpenAI,
     fake_github: FakeGitHub,
     fake_linear: FakeLinear,
     tmp_path,
+) -> Callable[..., Settings]:
+    """oi-bot's settings with every vendor on its local fake and a fresh SQLite store."""
+
+    def make(**overrides: Any) -> Settings:
+        return bot_settings(
+            fake_slack=fake_slack,
+            fake_openai=fake_openai,
+            fake_github=fake_github,
+            fake_linear=fake_linear,
+            database_url=sqlite_url(tmp_path),
+            **overrides,
+        )
+
+    return make
+
+
+@pytest.fixture
+async def slack_bot(
+    settings_for: Callable[..., Settings], fake_slack: FakeSlack
 ) -> AsyncIterator[RunningBot]:
     """oi-bot in HTTP mode on a free port, every vendor on its local fake, SQLite store."""
-    settings = bot_settings(
-        fake_slack=fake_slack,
-        fake_openai=fake_openai,
-        fake_github=fake_github,
-        fake_linear=fake_linear,
-        database_url=sqlite_url(tmp_path),
-    )
-    async with running_bot(settings, fake_slack) as bot:
+    async with running_bot(settings_for(), fake_slack) as bot:
         yield bot
-
-
-@pytest.fixture
-def fake_linear() -> Iterator[FakeLinear]:
-    yield from _running(FakeLinear())
-
-
-@pytest.fixture
-def fake_github() -> Iterator[FakeGitHub]:
-    yield from _running(FakeGitHub())

@@ -20,7 +20,7 @@ from tests.fakes import openai_api
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import sample, signed_headers, slash_command_body, socket_envelope
-from tests.slack_bot import OPENAI_KEY, SIGNING_SECRET, bot_settings
+from tests.slack_bot import OPENAI_KEY, SIGNING_SECRET
 
 OI_BOT = Path(sys.executable).with_name("oi-bot")
 
@@ -68,9 +68,7 @@ def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_a_refused_bot_token_is_a_clear_error(
-    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
-):
+def test_a_refused_bot_token_is_a_clear_error(fake_slack, fake_openai, tmp_path):
     env = _environment(fake_slack, fake_openai, tmp_path, SLACK_BOT_TOKEN="xoxb-wrong")
     result = _run([str(OI_BOT)], env)
     assert result.returncode == 2
@@ -132,14 +130,9 @@ async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(
 
 
 async def test_socket_mode_answers_events_and_still_serves_health(
-    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
+    settings_for, fake_slack, fake_openai
 ):
-    settings = bot_settings(
-        fake_slack=fake_slack,
-        fake_openai=fake_openai,
-        fake_github=fake_github,
-        fake_linear=fake_linear,
-        database_url=sqlite_url(tmp_path),
+    settings = settings_for(
         slack_app_token=fake_slack.app_token,
         slack_signing_secret=None,
     )
@@ -164,15 +157,9 @@ async def test_socket_mode_answers_events_and_still_serves_health(
 
 
 async def test_while_stopping_new_requests_get_503_so_slack_retries_elsewhere(
-    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
+    settings_for, fake_slack, fake_openai
 ):
-    settings = bot_settings(
-        fake_slack=fake_slack,
-        fake_openai=fake_openai,
-        fake_github=fake_github,
-        fake_linear=fake_linear,
-        database_url=sqlite_url(tmp_path),
-    )
+    settings = settings_for()
     server = BotServer(settings)
     await server.start()
     fake_openai.script(openai_api.held(openai_api.answer()))

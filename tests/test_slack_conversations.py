@@ -10,7 +10,6 @@ from slack_sdk.models.blocks import Block
 
 from bot.core.persona import BUILTIN_PERSONAS_DIR
 from bot.slack.render import FEEDBACK_UP_ACTION, RETRY_ACTION
-from tests.databases import sqlite_url
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER
 from tests.fakes.slack_requests import (
@@ -20,7 +19,7 @@ from tests.fakes.slack_requests import (
     signed_headers,
     slash_command_body,
 )
-from tests.slack_bot import SIGNING_SECRET, RunningBot, bot_settings, running_bot
+from tests.slack_bot import SIGNING_SECRET, RunningBot, running_bot
 
 QUESTION = "review the retry design for POST /charges"
 
@@ -335,17 +334,12 @@ async def test_health_readiness_and_metrics(slack_bot, fake_openai):
 
 
 async def test_channel_default_persona_answers_mentions_that_name_none(
-    fake_slack, fake_openai, fake_github, fake_linear, tmp_path
+    settings_for, fake_slack, fake_openai, tmp_path
 ):
     card = (BUILTIN_PERSONAS_DIR / "backend-engineer.toml").read_text()
     card = card.replace('name = "backend-engineer"', 'name = "sre"')
     (tmp_path / "sre.toml").write_text(card.replace('title = "Backend Engineer"', 'title = "SRE"'))
-    settings = bot_settings(
-        fake_slack=fake_slack,
-        fake_openai=fake_openai,
-        fake_github=fake_github,
-        fake_linear=fake_linear,
-        database_url=sqlite_url(tmp_path),
+    settings = settings_for(
         oi_personas_dir=str(tmp_path),
     )
     async with running_bot(settings, fake_slack) as bot:
