@@ -64,6 +64,22 @@ class Settings(BaseSettings):
     oi_linear_allowed_teams: str = Field(
         default="", description="Comma-separated Linear team keys that may be read; empty: any."
     )
+    oi_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A request not renewed for this long is resumed elsewhere."
+    )
+    oi_max_attempts: int = Field(
+        default=3, ge=1, description="Tries (crashes included) before a request fails for good."
+    )
+    oi_request_deadline_seconds: float = Field(
+        default=300.0, gt=0, description="A whole request, context and LLM included."
+    )
+    oi_max_concurrency: int = Field(default=20, ge=1, description="LLM calls at once.")
+    oi_queue_limit: int = Field(default=100, ge=0, description="Questions waiting for an LLM slot.")
+    oi_user_rate_per_minute: int = Field(default=10, ge=1, description="Questions per person.")
+    oi_max_question_chars: int = Field(default=8000, ge=1, description="Longest question taken.")
+    oi_daily_token_budget: int = Field(
+        default=0, ge=0, description="Tokens a workspace may use per UTC day; 0: no budget."
+    )
     oi_history_token_budget: int = Field(
         default=6000, ge=0, description="Tokens of a thread's earlier turns sent with a follow-up."
     )

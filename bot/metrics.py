@@ -35,6 +35,12 @@ class Metrics:
         self.tokens = Counter(
             "oi_llm_tokens", "LLM tokens used, by direction.", ["direction"], registry=self.registry
         )
+        self.workspace_tokens = Counter(
+            "oi_workspace_tokens",
+            "LLM tokens used, by Slack workspace (the daily budget counts these).",
+            ["team"],
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "oi_feedback", "Feedback buttons pressed, by vote.", ["vote"], registry=self.registry
         )
@@ -42,8 +48,9 @@ class Metrics:
     def _histogram(self, name: str, documentation: str) -> Histogram:
         return Histogram(name, documentation, buckets=_LATENCY_BUCKETS, registry=self.registry)
 
-    def observe_reply(self, reply: Reply) -> None:
+    def observe_reply(self, reply: Reply, *, team_id: str) -> None:
         self.llm_seconds.observe(reply.latency_seconds)
+        self.workspace_tokens.labels(team_id).inc(reply.usage.total_tokens)
         self.tokens.labels("prompt").inc(reply.usage.prompt_tokens)
         self.tokens.labels("completion").inc(reply.usage.completion_tokens)
 

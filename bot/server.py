@@ -25,12 +25,14 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.context.gather import ContextGatherer
 from bot.core.engine import Engine
 from bot.core.persona import PersonaError, load_personas
+from bot.limits import ConcurrencyLimit
 from bot.llm import LLMClient
 from bot.log import configure_logging
 from bot.metrics import Metrics
+from bot.slack.admission import QuestionLimits
 from bot.slack.app import build_slack_app
 from bot.slack.client import create_web_client
-from bot.slack.responder import Responder
+from bot.slack.responder import AnswerLimits, Responder
 from bot.slack.services import SlackServices
 from bot.store import Store
 
@@ -100,7 +102,9 @@ class BotServer:
         assert settings.slack_bot_token is not None
         self.personas = load_personas(settings.extra_persona_dirs)
         default_persona = self.personas.get(settings.oi_default_persona).name
-        self.store = await Store.open(settings.database_url)
+        self.store = await Store.open(
+            settings.database_url, lease_seconds=settings.oi_lease_seconds
+        )
         self._session = aiohttp.ClientSession()
         self.client = create_web_client(
             token=settings.slack_bot_token.get_secret_value(),
@@ -110,23 +114,34 @@ class BotServer:
         bot_user_id = await self._bot_user_id()
         self._llm = LLMClient.from_settings(settings)
         self._gatherer = ContextGatherer.from_settings(settings)
-        responder = Responder(
+        self._responder = Responder(
             client=self.client,
             store=self.store,
             engine=Engine(llm=self._llm, history_token_budget=settings.oi_history_token_budget),
             gatherer=self._gatherer,
             personas=self.personas,
             metrics=self.metrics,
+            concurrency=ConcurrencyLimit(
+                max_running=settings.oi_max_concurrency, max_waiting=settings.oi_queue_limit
+            ),
+            limits=AnswerLimits(
+                deadline_seconds=settings.oi_request_deadline_seconds,
+                daily_token_budget=settings.oi_daily_token_budget,
+            ),
         )
         services = SlackServices(
             store=self.store,
             gatherer=self._gatherer,
             personas=self.personas,
-            responder=responder,
+            responder=self._responder,
             tasks=self.tasks,
             metrics=self.metrics,
             bot_user_id=bot_user_id,
             default_persona=default_persona,
+            question_limits=QuestionLimits(
+                max_chars=settings.oi_max_question_chars,
+                per_user_per_minute=settings.oi_user_rate_per_minute,
+            ),
         )
         signing_secret = settings.slack_signing_secret
         self._slack = build_slack_app(
@@ -144,6 +159,7 @@ class BotServer:
             )
             await self._socket_mode.connect_async()
         self._accepting = True
+        self._resumer = asyncio.create_task(self._resume_forever(), name="resumer")
         log.info(
             "server.started",
             port=self.port,
@@ -159,6 +175,7 @@ class BotServer:
     async def stop(self) -> None:
         """Stop taking work, give what is in flight the grace period, then close everything."""
         self._accepting = False
+        self._resumer.cancel()
         if self._socket_mode is not None:
             await self._socket_mode.close_async()
         left = await self.tasks.drain(self._settings.oi_shutdown_grace_seconds)
@@ -169,6 +186,32 @@ class BotServer:
         await self._llm.aclose()
         await self._session.close()
         await self.store.close()
+
+    async def _resume_forever(self) -> None:
+        """Pick up requests no live process holds: at start, then every half lease."""
+        while True:
+            try:
+                await self.resume_unfinished()
+            except Exception:  # a database hiccup must not stop resuming for good
+                log.exception("server.resume_failed")
+            await asyncio.sleep(self._settings.oi_lease_seconds / 2)
+
+    async def resume_unfinished(self) -> int:
+        """Answer (or, past the attempt limit, fail) every unfinished request nobody holds."""
+        resumed = 0
+        for request_id in await self.store.resumable():
+            request = await self.store.acquire(request_id)
+            if request is None:
+                continue  # another replica took it first
+            resumed += 1
+            log.info("request.resumed", request_id=request.id, attempts=request.attempts)
+            if request.attempts > self._settings.oi_max_attempts:
+                reason = f"I couldn't answer this after {request.attempts - 1} attempts."
+                work = self._responder.fail(request, reason)
+            else:
+                work = self._responder.answer(request)
+            self.tasks.spawn(work, name=f"resume-{request.id}")
+        return resumed
 
     async def _bot_user_id(self) -> str:
         try:

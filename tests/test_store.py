@@ -166,3 +166,59 @@ async def test_context_cache_is_per_thread_and_keeps_order(store):
     await store.cache_context(thread.id, {"github:acme/payments": [readme, tree]})
     assert await store.cached_context(thread.id) == {"github:acme/payments": [readme, tree]}
     assert await store.cached_context(other.id) == {}
+
+
+@pytest.fixture
+async def replica(database_url, store):
+    """A second process's store on the same database, holding leases of its own."""
+    other = await Store.open(database_url, owner="replica-2", lease_seconds=60)
+    yield other
+    await other.close()
+
+
+async def test_a_live_lease_keeps_a_request_from_other_replicas(store, replica):
+    request = await store.claim_request(_new())
+    assert request.attempts == 1
+    assert await replica.acquire(request.id) is None
+    assert await replica.renew(request.id) is False
+    assert await store.renew(request.id) is True
+    assert await store.resumable() == []
+
+
+async def test_an_expired_or_released_lease_is_resumed_once(database_url, replica):
+    dead = await Store.open(database_url, owner="dead", lease_seconds=-1)  # never renewed
+    request = await dead.claim_request(_new())
+    assert await replica.resumable() == [request.id]
+    taken = await asyncio.gather(*(replica.acquire(request.id) for _ in range(3)))
+    [resumed] = [r for r in taken if r is not None]
+    assert resumed.attempts == 2
+    await replica.release(request.id)
+    assert await replica.resumable() == [request.id]
+    await dead.close()
+
+
+async def test_finished_requests_are_never_resumed(store):
+    for n, state in enumerate(("answered", "failed")):
+        request = await store.claim_request(_new(f"event:E{n}"))
+        await store.release(request.id)
+        await store.transition(request.id, state)
+        assert await store.acquire(request.id) is None
+    assert await store.resumable() == []
+
+
+async def test_continuations_are_remembered(store):
+    request = await store.claim_request(_new())
+    await store.set_continuation_ts(request.id, ["1.1", "1.2"])
+    assert (await store.get_request(request.id)).continuation_ts == ("1.1", "1.2")
+
+
+async def test_recent_requests_and_daily_tokens(store):
+    for n in range(3):
+        await store.claim_request(_new(f"event:E{n}"))
+    await store.claim_request(_new("event:other", user_id="W999"))
+    assert await store.recent_requests("T111", "W111", seconds=60) == 3
+    assert await store.recent_requests("T111", "W999", seconds=60) == 1
+    await store.add_tokens("T111", "2026-11-26", 100)
+    await store.add_tokens("T111", "2026-11-26", 50)
+    assert await store.tokens_used("T111", "2026-11-26") == 150
+    assert await store.tokens_used("T111", "2026-11-27") == 0

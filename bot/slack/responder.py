@@ -3,11 +3,20 @@
 The life of a request (DESIGN.md): received → gathering → thinking → answered | failed, each
 transition stored. A placeholder message shows progress and is replaced by the answer (or by an
 honest failure message with a "Try again" button), so the thread never stays silent.
+
+Nothing is lost and nothing is posted twice: the request's lease is renewed while it runs (and
+handed back if the process stops), and every message posted is recorded, so a resumed request
+updates what is there instead of posting it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -15,9 +24,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.context.gather import ContextGatherer, Gathered, Links
+from bot.core.answer import Reply
+from bot.core.conversation import Turn
 from bot.core.engine import Engine
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaRegistry, UnknownPersonaError
+from bot.limits import BusyError, ConcurrencyLimit
 from bot.log import request_context
 from bot.metrics import Metrics
 from bot.slack.render import (
@@ -34,7 +46,25 @@ log = structlog.get_logger(__name__)
 NOT_IN_CHANNEL = (
     "I'm not a member of this channel yet. Invite me with `/invite @oi`, then ask again."
 )
+BUSY = "I'm answering too many questions right now. Please try again in a minute."
 _MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
+
+
+@dataclass(frozen=True)
+class AnswerLimits:
+    """How much one process and one workspace may ask of the LLM."""
+
+    deadline_seconds: float
+    daily_token_budget: int  # 0: no budget
+
+
+class _Refused(Exception):
+    """The request ends here with this honest message (and a Try again button)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail or reason
 
 
 class Responder:
@@ -49,6 +79,8 @@ class Responder:
         gatherer: ContextGatherer,
         personas: PersonaRegistry,
         metrics: Metrics,
+        concurrency: ConcurrencyLimit,
+        limits: AnswerLimits,
     ) -> None:
         self._client = client
         self._store = store
@@ -56,24 +88,65 @@ class Responder:
         self._gatherer = gatherer
         self._personas = personas
         self._metrics = metrics
+        self._concurrency = concurrency
+        self._limits = limits
 
     async def answer(self, request: RequestRecord, *, response_url: str | None = None) -> None:
-        """Run the request to `answered` or `failed`; never raises, never leaves a thread silent."""
+        """Run the request to `answered` or `failed`; never leaves a thread silent.
+
+        Cancelled (the process is stopping), it hands the request back for another process.
+        """
         started = time.perf_counter()
         with request_context(request.id, kind=request.kind, channel=request.channel_id):
             try:
-                outcome = await self._answer(request, response_url)
+                async with self._lease(request), asyncio.timeout(self._limits.deadline_seconds):
+                    outcome = await self._answer(request, response_url)
+            except asyncio.CancelledError:
+                await self._store.release(request.id)
+                log.info("request.handed_back")
+                raise
+            except TimeoutError:
+                reason = f"This took longer than {self._limits.deadline_seconds:g}s, so I stopped."
+                outcome = await self.fail(request, reason)
             except SlackApiError as error:
                 outcome = await self._slack_failed(request, error, response_url)
             self._metrics.requests.labels(request.kind, outcome).inc()
             self._metrics.end_to_end_seconds.observe(time.perf_counter() - started)
-            log.info("request.done", outcome=outcome)
+            log.info("request.done", outcome=outcome, attempts=request.attempts)
+
+    async def fail(self, request: RequestRecord, reason: str, *, detail: str = "") -> str:
+        """Record the failure first (so "Try again" finds it failed), then say it in the thread."""
+        await self._store.transition(request.id, "failed", detail=detail or reason)
+        current = await self._store.get_request(request.id) or request
+        failure = render_failure(reason=reason, request_id=request.id)
+        if current.reply_ts:
+            await self._update(request.channel_id, current.reply_ts, failure)
+        elif current.thread_ts:
+            await self._post(request.channel_id, current.thread_ts, failure)
+        return "failed"
 
     async def tell(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         """A short ephemeral note to one person (help, the persona list, a typo's suggestion)."""
         await self._client.chat_postEphemeral(
             channel=channel, user=user, thread_ts=thread_ts, text=text
         )
+
+    @asynccontextmanager
+    async def _lease(self, request: RequestRecord) -> AsyncIterator[None]:
+        """Renew the request's lease while it runs, so no other process takes it over."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._store.lease_seconds / 3)
+                if not await self._store.renew(request.id):
+                    log.warning("request.lease_lost")
+                    return
+
+        renewing = asyncio.create_task(renew(), name=f"lease-{request.id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
 
     async def _answer(self, request: RequestRecord, response_url: str | None) -> str:
         try:
@@ -91,27 +164,48 @@ class Responder:
         history = await self._store.history(thread.id)
         gathered = await self._gather(request, persona, thread.id)
         self._metrics.context_seconds.observe(time.perf_counter() - gathering_started)
-        await self._store.transition(request.id, "thinking")
         try:
-            reply = await self._engine.ask(
-                persona=persona, question=request.question, history=history, gathered=gathered
-            )
-        except AnswerError as error:
-            log.warning("request.answer_failed", error=str(error))
-            # Stored first: the "Try again" button works only on a request that is failed.
-            await self._store.transition(request.id, "failed", detail=str(error))
-            failure = render_failure(reason=error.user_message, request_id=request.id)
-            await self._update(request.channel_id, reply_ts, failure)
-            return "failed"
-        self._metrics.observe_reply(reply)
+            reply = await self._think(request, persona, history=history, gathered=gathered)
+        except _Refused as refused:
+            log.warning("request.refused", reason=refused.detail)
+            return await self.fail(request, refused.reason, detail=refused.detail)
         # Remembered before it is shown, so a reply typed the moment it appears sees it.
         await self._store.add_turn(thread.id, request.id, request.question, reply.answer)
         first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
         await self._update(request.channel_id, reply_ts, first)
-        for message in rest:
-            await self._post(request.channel_id, thread_ts, message)
+        await self._post_continuations(request, thread_ts, rest)
         await self._store.transition(request.id, "answered")
         return "answered"
+
+    async def _think(
+        self,
+        request: RequestRecord,
+        persona: Persona,
+        *,
+        history: Sequence[Turn],
+        gathered: Gathered,
+    ) -> Reply:
+        """The LLM call, within the workspace's daily budget and the process's concurrency cap."""
+        today = datetime.now(UTC).date().isoformat()
+        budget = self._limits.daily_token_budget
+        if budget and await self._store.tokens_used(request.team_id, today) >= budget:
+            raise _Refused(
+                f"This workspace has used its daily budget of {budget:,} tokens; "
+                "I can answer again after 00:00 UTC."
+            )
+        await self._store.transition(request.id, "thinking")
+        try:
+            async with self._concurrency.slot():
+                reply = await self._engine.ask(
+                    persona=persona, question=request.question, history=history, gathered=gathered
+                )
+        except BusyError:
+            raise _Refused(BUSY) from None
+        except AnswerError as error:
+            raise _Refused(error.user_message, str(error)) from None
+        self._metrics.observe_reply(reply, team_id=request.team_id)
+        await self._store.add_tokens(request.team_id, today, reply.usage.total_tokens)
+        return reply
 
     async def _gather(self, request: RequestRecord, persona: Persona, thread_id: int) -> Gathered:
         """Read what the question and the channel's links refer to; keep it for follow-ups."""
@@ -139,7 +233,7 @@ class Responder:
         return ts
 
     async def _show_progress(self, request: RequestRecord, persona: Persona, thread_ts: str) -> str:
-        """The placeholder the answer replaces; a retried request reuses its old one."""
+        """The placeholder the answer replaces; a retried or resumed request reuses its own."""
         progress = render_progress(persona=persona)
         if request.reply_ts:
             await self._update(request.channel_id, request.reply_ts, progress)
@@ -147,6 +241,23 @@ class Responder:
         reply_ts = await self._post(request.channel_id, thread_ts, progress)
         await self._store.set_reply_ts(request.id, reply_ts)
         return reply_ts
+
+    async def _post_continuations(
+        self, request: RequestRecord, thread_ts: str, messages: list[SlackMessage]
+    ) -> None:
+        """A long answer's further messages: those an earlier attempt posted are updated, the
+        rest posted and recorded one by one, and any left over from a longer answer removed."""
+        posted = list(request.continuation_ts)
+        for index, message in enumerate(messages):
+            if index < len(posted):
+                await self._update(request.channel_id, posted[index], message)
+                continue
+            posted.append(await self._post(request.channel_id, thread_ts, message))
+            await self._store.set_continuation_ts(request.id, posted)
+        for stale in posted[len(messages) :]:
+            await self._client.chat_delete(channel=request.channel_id, ts=stale)
+        if len(posted) > len(messages):
+            await self._store.set_continuation_ts(request.id, posted[: len(messages)])
 
     async def _slack_failed(
         self, request: RequestRecord, error: SlackApiError, response_url: str | None

@@ -8,6 +8,7 @@ from bot.background import BackgroundTasks
 from bot.context.gather import ContextGatherer
 from bot.core.persona import PersonaRegistry
 from bot.metrics import Metrics
+from bot.slack.admission import QuestionLimits
 from bot.slack.responder import Responder
 from bot.store import Store
 
@@ -22,3 +23,4 @@ class SlackServices:
     metrics: Metrics
     bot_user_id: str
     default_persona: str
+    question_limits: QuestionLimits

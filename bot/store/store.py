@@ -6,16 +6,18 @@ is Alembic's, migrated when the store opens. Callers get frozen records, never O
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, delete, event, select, text, update
+from sqlalchemy import Connection, delete, event, func, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -33,6 +35,7 @@ from bot.store.tables import (
     RequestTransition,
     Thread,
     ThreadTurn,
+    TokenUsage,
 )
 
 RequestState = Literal["received", "gathering", "thinking", "answered", "failed"]
@@ -41,6 +44,7 @@ Vote = Literal["up", "down"]
 LinkKind = Literal["github", "linear"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_FINAL_STATES = ("answered", "failed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +69,8 @@ class RequestRecord(NewRequest):
     state: RequestState
     error: str | None
     reply_ts: str | None
+    continuation_ts: tuple[str, ...]
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -85,17 +91,27 @@ class ThreadRecord:
 class Store:
     """Async access to the database; one engine (and connection pool) per process."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, owner: str | None = None, lease_seconds: float = 60
+    ) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
 
     @classmethod
-    async def open(cls, database_url: str) -> Store:
-        """Connect and bring the schema up to date (migrations run at start-up)."""
+    async def open(
+        cls, database_url: str, *, owner: str | None = None, lease_seconds: float = 60
+    ) -> Store:
+        """Connect and bring the schema up to date (migrations run at start-up).
+
+        `owner` names this process in the leases it holds on requests; a lease not renewed
+        within `lease_seconds` lets another process resume the request.
+        """
         engine = _create_engine(database_url)
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade_to_head)
-        return cls(engine)
+        return cls(engine, owner=owner, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -118,7 +134,8 @@ class Store:
         return True
 
     async def claim_request(self, new: NewRequest) -> RequestRecord | None:
-        """Record the request, or None when another delivery of it was claimed already."""
+        """Record the request, leased to this process, or None when another delivery of it was
+        claimed already. The lease is how a crashed process's work is found and resumed."""
         now = _now()
         row = Request(
             **asdict(new),
@@ -126,6 +143,10 @@ class Store:
             state="received",
             error=None,
             reply_ts=None,
+            continuation_ts="",
+            attempts=1,
+            lease_owner=self.owner,
+            lease_expires_at=self._lease_end(now),
             created_at=now,
             updated_at=now,
         )
@@ -153,6 +174,8 @@ class Store:
         values: dict[str, Any] = {"state": state, "updated_at": now}
         if state == "failed":
             values["error"] = detail
+        if state in _FINAL_STATES:
+            values.update(lease_owner=None, lease_expires_at=None)
         async with self._sessions.begin() as session:
             await session.execute(update(Request).where(Request.id == request_id).values(values))
             session.add(
@@ -160,13 +183,21 @@ class Store:
             )
 
     async def reopen_failed(self, request_id: str) -> RequestRecord | None:
-        """Failed → received, atomically: of two clicks on "Try again", only one wins."""
+        """Failed → received, leased to this process, atomically: of two clicks on "Try again",
+        only one wins. Attempts start again: a person asked for a new try."""
         now = _now()
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.state == "failed")
-                .values(state="received", error=None, updated_at=now)
+                .values(
+                    state="received",
+                    error=None,
+                    attempts=1,
+                    lease_owner=self.owner,
+                    lease_expires_at=self._lease_end(now),
+                    updated_at=now,
+                )
             )
             if result.rowcount != 1:
                 return None
@@ -176,6 +207,96 @@ class Store:
             row = await session.get(Request, request_id)
             assert row is not None
             return _request_record(row)
+
+    async def acquire(self, request_id: str) -> RequestRecord | None:
+        """Take over an unfinished request whose lease is free or expired; counts an attempt."""
+        now = _now()
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Request)
+                .where(
+                    Request.id == request_id,
+                    Request.state.not_in(_FINAL_STATES),
+                    or_(Request.lease_expires_at.is_(None), Request.lease_expires_at < now),
+                )
+                .values(
+                    lease_owner=self.owner,
+                    lease_expires_at=self._lease_end(now),
+                    attempts=Request.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            row = await session.get(Request, request_id)
+            assert row is not None
+            return _request_record(row)
+
+    async def renew(self, request_id: str) -> bool:
+        """Extend this process's lease; False when it is no longer ours (or the request is done)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Request)
+                .where(Request.id == request_id, Request.lease_owner == self.owner)
+                .values(lease_expires_at=self._lease_end(_now()))
+            )
+            return bool(result.rowcount)
+
+    async def release(self, request_id: str) -> None:
+        """Hand an unfinished request back at once (shutdown), so another process resumes it."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Request)
+                .where(Request.id == request_id, Request.lease_owner == self.owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def resumable(self, *, limit: int = 50) -> list[str]:
+        """Unfinished requests nobody holds: their process died, or handed them back."""
+        now = _now()
+        async with self._sessions() as session:
+            ids = await session.scalars(
+                select(Request.id)
+                .where(
+                    Request.state.not_in(_FINAL_STATES),
+                    or_(Request.lease_expires_at.is_(None), Request.lease_expires_at < now),
+                )
+                .order_by(Request.created_at)
+                .limit(limit)
+            )
+            return list(ids)
+
+    async def recent_requests(self, team_id: str, user_id: str, *, seconds: float) -> int:
+        """How many questions this person asked in the last `seconds` (across replicas)."""
+        since = _now() - timedelta(seconds=seconds)
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Request)
+                .where(
+                    Request.team_id == team_id,
+                    Request.user_id == user_id,
+                    Request.created_at >= since,
+                )
+            )
+            return int(count or 0)
+
+    async def add_tokens(self, team_id: str, day: str, tokens: int) -> None:
+        async with self._sessions.begin() as session:
+            row = await session.get(TokenUsage, (team_id, day), with_for_update=True)
+            if row is None:
+                session.add(TokenUsage(team_id=team_id, day=day, tokens=tokens))
+            else:
+                row.tokens += tokens
+
+    async def tokens_used(self, team_id: str, day: str) -> int:
+        async with self._sessions() as session:
+            row = await session.get(TokenUsage, (team_id, day))
+            return row.tokens if row else 0
+
+    async def set_continuation_ts(self, request_id: str, continuation_ts: Sequence[str]) -> None:
+        """The answer's further messages, so a resumed request updates them instead of reposting."""
+        await self._update(request_id, continuation_ts=",".join(continuation_ts))
 
     async def set_thread_ts(self, request_id: str, thread_ts: str) -> None:
         await self._update(request_id, thread_ts=thread_ts)
@@ -343,6 +464,9 @@ class Store:
                         )
                     )
 
+    def _lease_end(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.lease_seconds)
+
     async def _update(self, request_id: str, **values: Any) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
@@ -382,9 +506,9 @@ def _now() -> datetime:
 
 
 def _request_record(row: Request) -> RequestRecord:
-    return RequestRecord(
-        **{field.name: getattr(row, field.name) for field in fields(RequestRecord)}
-    )
+    values = {field.name: getattr(row, field.name) for field in fields(RequestRecord)}
+    values["continuation_ts"] = tuple(ts for ts in row.continuation_ts.split(",") if ts)
+    return RequestRecord(**values)
 
 
 def _thread_record(row: Thread) -> ThreadRecord:

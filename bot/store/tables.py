@@ -38,6 +38,10 @@ class Request(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     reply_ts: Mapped[str | None] = mapped_column(String(32))
+    continuation_ts: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -130,3 +134,13 @@ class ContextCacheEntry(Base):
     priority: Mapped[int] = mapped_column(Integer)
     revision: Mapped[str] = mapped_column(String(255))
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TokenUsage(Base):
+    """Tokens a workspace used on one UTC day, for the optional daily budget."""
+
+    __tablename__ = "token_usage"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    tokens: Mapped[int] = mapped_column(Integer)

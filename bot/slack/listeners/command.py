@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.commands import Ask
+from bot.slack.admission import refusal
 from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import question_text
 from bot.slack.services import SlackServices
@@ -28,6 +29,16 @@ def register(app: AsyncApp, services: SlackServices) -> None:
             await ack(
                 text=await run_command(parsed, services, channel=channel, reply_later=respond)
             )
+            return
+        refused = await refusal(
+            services.store,
+            services.question_limits,
+            team_id=channel.team_id,
+            user_id=channel.user_id,
+            question=parsed.question,
+        )
+        if refused:
+            await ack(text=refused)
             return
         request = await services.store.claim_request(
             NewRequest(

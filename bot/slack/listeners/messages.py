@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.commands import Ask, Command
+from bot.slack.admission import refusal
 from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import mentions, question_text
 from bot.slack.services import SlackServices
@@ -55,6 +56,17 @@ async def _handle(
     else:
         return
     if not question:
+        return
+    refused = await refusal(
+        services.store,
+        services.question_limits,
+        team_id=team_id,
+        user_id=user,
+        question=question,
+    )
+    if refused:
+        where = Channel(team_id=team_id, channel_id=channel, user_id=user)
+        await _command_once(services, event, claim_key, where, refused)
         return
     request = await services.store.claim_request(
         NewRequest(
