@@ -222,3 +222,10 @@ async def test_recent_requests_and_daily_tokens(store):
     await store.add_tokens("T111", "2026-11-26", 50)
     assert await store.tokens_used("T111", "2026-11-26") == 150
     assert await store.tokens_used("T111", "2026-11-27") == 0
+
+
+async def test_concurrent_token_counts_never_collide(store, replica):
+    await asyncio.gather(
+        *(s.add_tokens("T111", "2026-11-26", 10) for s in (store, replica) for _ in range(5))
+    )
+    assert await store.tokens_used("T111", "2026-11-26") == 100

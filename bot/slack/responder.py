@@ -110,6 +110,10 @@ class Responder:
                 outcome = await self.fail(request, reason)
             except SlackApiError as error:
                 outcome = await self._slack_failed(request, error, response_url)
+            except Exception:  # a bug or a database outage: hand it back to be resumed
+                log.exception("request.crashed")
+                outcome = "error"
+                await self._hand_back(request)
             self._metrics.requests.labels(request.kind, outcome).inc()
             self._metrics.end_to_end_seconds.observe(time.perf_counter() - started)
             log.info("request.done", outcome=outcome, attempts=request.attempts)
@@ -124,6 +128,14 @@ class Responder:
         elif current.thread_ts:
             await self._post(request.channel_id, current.thread_ts, failure)
         return "failed"
+
+    async def _hand_back(self, request: RequestRecord) -> None:
+        """Free the lease so the resumer tries again (up to OI_MAX_ATTEMPTS); if even that
+        fails, the lease simply expires."""
+        try:
+            await self._store.release(request.id)
+        except Exception:  # the database itself may be what failed
+            log.exception("request.hand_back_failed")
 
     async def tell(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         """A short ephemeral note to one person (help, the persona list, a typo's suggestion)."""

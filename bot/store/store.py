@@ -18,6 +18,7 @@ from typing import Any, Literal
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, delete, event, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -282,12 +283,15 @@ class Store:
             return int(count or 0)
 
     async def add_tokens(self, team_id: str, day: str, tokens: int) -> None:
+        """Add to a workspace's count for the day in one statement, so replicas never race."""
+        insert = _dialect_insert(self._engine.dialect.name)
+        statement = insert(TokenUsage).values(team_id=team_id, day=day, tokens=tokens)
+        statement = statement.on_conflict_do_update(
+            index_elements=[TokenUsage.team_id, TokenUsage.day],
+            set_={"tokens": TokenUsage.tokens + statement.excluded.tokens},
+        )
         async with self._sessions.begin() as session:
-            row = await session.get(TokenUsage, (team_id, day), with_for_update=True)
-            if row is None:
-                session.add(TokenUsage(team_id=team_id, day=day, tokens=tokens))
-            else:
-                row.tokens += tokens
+            await session.execute(statement)
 
     async def tokens_used(self, team_id: str, day: str) -> int:
         async with self._sessions() as session:
@@ -472,6 +476,11 @@ class Store:
             await session.execute(
                 update(Request).where(Request.id == request_id).values(**values, updated_at=_now())
             )
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The INSERT that knows ON CONFLICT: SQLite's or PostgreSQL's."""
+    return sqlite.insert if dialect == "sqlite" else postgresql.insert
 
 
 def _create_engine(database_url: str) -> AsyncEngine:
