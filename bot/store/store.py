@@ -46,6 +46,7 @@ LinkKind = Literal["github", "linear"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _FINAL_STATES = ("answered", "failed")
+_DATABASE_TIMEOUT_SECONDS = 30  # connecting, waiting for a pooled connection, one statement
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -486,10 +487,19 @@ def _dialect_insert(dialect: str) -> Any:
 def _create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        # pre-ping replaces connections a database restart or a network drop killed
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=_DATABASE_TIMEOUT_SECONDS,
+            connect_args={
+                "timeout": _DATABASE_TIMEOUT_SECONDS,
+                "command_timeout": _DATABASE_TIMEOUT_SECONDS,
+            },
+        )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": _DATABASE_TIMEOUT_SECONDS})
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
