@@ -150,9 +150,12 @@ class Responder:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._store.lease_seconds / 3)
-                if not await self._store.renew(request.id):
-                    log.warning("request.lease_lost")
-                    return
+                try:
+                    if not await self._store.renew(request.id):
+                        log.warning("request.lease_lost")
+                        return
+                except Exception:  # a database blip: the next renewal may well succeed
+                    log.warning("request.lease_renewal_failed", exc_info=True)
 
         renewing = asyncio.create_task(renew(), name=f"lease-{request.id}")
         try:
