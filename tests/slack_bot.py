@@ -15,8 +15,8 @@ from bot.server import BotServer
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.linear_api import FakeLinear
 from tests.fakes.openai_api import FakeOpenAI
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_requests import signed_headers
+from tests.fakes.slack_api import FakeSlack, SlackCall
+from tests.fakes.slack_requests import sample, signed_headers
 
 SIGNING_SECRET = "test-signing-secret"
 OPENAI_KEY = "sk-test-bot-0123456789"
@@ -99,3 +99,43 @@ class RunningBot:
     async def settle(self) -> None:
         """Wait until the bot has no work in flight (so a test can assert nothing else happens)."""
         await self.server.tasks.drain(timeout=10)
+
+
+def mention_event(
+    text: str,
+    *,
+    ts: str = "1700000100.000100",
+    channel: str = "C111",
+    thread_ts: str | None = None,
+) -> dict[str, Any]:
+    """An `app_mention` event from W111, built from Slack's own sample."""
+    event = sample("app_mention.json")["event"]
+    event.update(text=text, ts=ts, channel=channel, user="W111")
+    event.pop("thread_ts", None)
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def message_event(
+    text: str, *, ts: str, thread_ts: str | None = None, channel: str = "C111", **extra: Any
+) -> dict[str, Any]:
+    """A `message` event from W111 (in a thread when `thread_ts` is given), from the sample."""
+    event = sample("message.thread_reply.json")["event"]
+    event.update(text=text, ts=ts, channel=channel, user="W111", **extra)
+    event.pop("blocks", None)
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    else:
+        event.pop("thread_ts", None)
+        event.pop("parent_user_id", None)
+    return event
+
+
+def answer_updates(fake_slack: FakeSlack) -> list[SlackCall]:
+    """The chat.update calls that put an answer (a header block first) in place of a placeholder."""
+    return [
+        call
+        for call in fake_slack.calls_to("chat.update")
+        if call.args.get("blocks") and call.args["blocks"][0]["type"] == "header"
+    ]

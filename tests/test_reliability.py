@@ -14,25 +14,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.store import NewRequest, Store
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER
-from tests.fakes.slack_requests import event_body, sample, slash_command_body
-from tests.slack_bot import RunningBot, running_bot
+from tests.fakes.slack_requests import event_body, slash_command_body
+from tests.slack_bot import RunningBot, answer_updates, mention_event, running_bot
 
 THREAD = "1700000100.000100"
 
 
-def _mention(text: str, *, ts: str) -> dict:
-    event = sample("app_mention.json")["event"]
-    event.update(text=text, ts=ts, channel="C111", user="W111")
-    event.pop("thread_ts", None)
-    return event
-
-
 def _answers(bot: RunningBot) -> list:
-    return [
-        call
-        for call in bot.fake_slack.calls_to("chat.update")
-        if call.status == 200 and call.args["blocks"][0]["type"] == "header"
-    ]
+    return [call for call in answer_updates(bot.fake_slack) if call.status == 200]
 
 
 def _failures(bot: RunningBot, words: str) -> list:
@@ -119,9 +108,9 @@ async def test_beyond_the_queue_the_user_is_told_the_bot_is_busy(
 ):
     fake_openai.script(openai_api.held(openai_api.answer()))
     async with running_bot(settings_for(oi_max_concurrency=1, oi_queue_limit=0), fake_slack) as bot:
-        await bot.send(event_body(_mention("<@UBOT> first", ts="1.000001"), event_id="E1"))
+        await bot.send(event_body(mention_event("<@UBOT> first", ts="1.000001"), event_id="E1"))
         await asyncio.to_thread(fake_openai.requests.wait_for, 1)
-        await bot.send(event_body(_mention("<@UBOT> second", ts="1.000002"), event_id="E2"))
+        await bot.send(event_body(mention_event("<@UBOT> second", ts="1.000002"), event_id="E2"))
         await bot.wait_for(lambda fake: _failures(bot, "too many questions"))
         fake_openai.release()
         await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
@@ -136,7 +125,7 @@ async def test_per_user_rate_limit_refuses_without_an_llm_call(
 ):
     async with running_bot(settings_for(oi_user_rate_per_minute=2), fake_slack) as bot:
         for n in range(4):
-            mention = _mention(f"<@UBOT> question {n}", ts=f"1.00000{n}")
+            mention = mention_event(f"<@UBOT> question {n}", ts=f"1.00000{n}")
             await bot.send(event_body(mention, event_id=f"E{n}"))
         await bot.wait_for(lambda fake: len(fake.calls_to("chat.postEphemeral")) == 2)
         await bot.wait_for(lambda fake: len(_answers(bot)) == 2)
@@ -157,9 +146,9 @@ async def test_a_spent_daily_budget_is_said_until_the_next_day(
     settings_for, fake_slack, fake_openai
 ):
     async with running_bot(settings_for(oi_daily_token_budget=1), fake_slack) as bot:
-        await bot.send(event_body(_mention("<@UBOT> first", ts="1.000001"), event_id="E1"))
+        await bot.send(event_body(mention_event("<@UBOT> first", ts="1.000001"), event_id="E1"))
         await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
-        await bot.send(event_body(_mention("<@UBOT> second", ts="1.000002"), event_id="E2"))
+        await bot.send(event_body(mention_event("<@UBOT> second", ts="1.000002"), event_id="E2"))
         await bot.wait_for(lambda fake: _failures(bot, "daily budget"))
         await bot.settle()
         _, metrics = await bot.get("/metrics")
@@ -172,7 +161,7 @@ async def test_a_request_past_its_deadline_gets_a_failure_message(
 ):
     fake_openai.script(openai_api.held(openai_api.answer()))
     async with running_bot(settings_for(oi_request_deadline_seconds=0.5), fake_slack) as bot:
-        await bot.send(event_body(_mention("<@UBOT> slow one", ts="1.000001"), event_id="E1"))
+        await bot.send(event_body(mention_event("<@UBOT> slow one", ts="1.000001"), event_id="E1"))
         await bot.wait_for(lambda fake: _failures(bot, "took longer than 0.5s"))
         fake_openai.release()
         await bot.settle()
@@ -183,7 +172,7 @@ async def test_shutdown_hands_unfinished_work_back(settings_for, fake_slack, fak
     fake_openai.script(openai_api.held(openai_api.answer()))
     settings = settings_for(oi_shutdown_grace_seconds=0)
     async with running_bot(settings, fake_slack) as bot:
-        await bot.send(event_body(_mention("<@UBOT> in flight", ts="1.000001"), event_id="E1"))
+        await bot.send(event_body(mention_event("<@UBOT> in flight", ts="1.000001"), event_id="E1"))
         await asyncio.to_thread(fake_openai.requests.wait_for, 1)
     fake_openai.release()
     store = await Store.open(settings.database_url)

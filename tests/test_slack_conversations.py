@@ -19,30 +19,16 @@ from tests.fakes.slack_requests import (
     signed_headers,
     slash_command_body,
 )
-from tests.slack_bot import SIGNING_SECRET, RunningBot, running_bot
+from tests.slack_bot import (
+    SIGNING_SECRET,
+    RunningBot,
+    answer_updates,
+    mention_event,
+    message_event,
+    running_bot,
+)
 
 QUESTION = "review the retry design for POST /charges"
-
-
-def _mention(text: str, *, ts: str = "1700000100.000100", thread_ts: str | None = None) -> dict:
-    event = sample("app_mention.json")["event"]
-    event.update(text=text, ts=ts, channel="C111", user="W111")
-    event.pop("thread_ts", None)
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
-
-
-def _message(text: str, *, ts: str, thread_ts: str | None = None, **extra) -> dict:
-    event = sample("message.thread_reply.json")["event"]
-    event.update(text=text, ts=ts, channel="C111", user="W111", **extra)
-    event.pop("blocks", None)
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    else:
-        event.pop("thread_ts", None)
-        event.pop("parent_user_id", None)
-    return event
 
 
 def _assert_valid_blocks(call) -> None:
@@ -57,15 +43,6 @@ def _effects(bot: RunningBot) -> list[str]:
     return [call.method for call in bot.fake_slack.calls if call.method != "auth.test"]
 
 
-def _answers(bot: RunningBot) -> list:
-    """The chat.update calls that put an answer (header block) in place of a placeholder."""
-    return [
-        call
-        for call in bot.fake_slack.calls_to("chat.update")
-        if call.args.get("blocks") and call.args["blocks"][0]["type"] == "header"
-    ]
-
-
 async def test_slash_command_question_then_answer_in_its_thread(slack_bot, fake_openai):
     started = time.perf_counter()
     status, body = await slack_bot.send(
@@ -74,14 +51,14 @@ async def test_slash_command_question_then_answer_in_its_thread(slack_bot, fake_
     acked_in = time.perf_counter() - started
     assert status == 200 and body == ""
     assert acked_in < 3
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     question, placeholder = slack_bot.fake_slack.calls_to("chat.postMessage")
     assert "<@W111> asked *Backend Engineer*" in question.args["text"]
     assert "thread_ts" not in question.args or question.args["thread_ts"] is None
     thread_ts = question.response["ts"]
     assert placeholder.args["thread_ts"] == thread_ts
     assert "is thinking" in placeholder.args["text"]
-    [answer] = _answers(slack_bot)
+    [answer] = answer_updates(slack_bot.fake_slack)
     assert answer.args["ts"] == placeholder.response["ts"]
     _assert_valid_blocks(answer)
     shown = json.dumps(answer.args["blocks"])
@@ -93,14 +70,16 @@ async def test_slash_command_question_then_answer_in_its_thread(slack_bot, fake_
 
 async def test_follow_up_in_the_thread_sees_the_first_question_and_answer(slack_bot, fake_openai):
     await slack_bot.send(slash_command_body(f"backend-engineer {QUESTION}", trigger_id="t-1"))
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     thread_ts = slack_bot.fake_slack.calls_to("chat.postMessage")[0].response["ts"]
 
-    follow_up = _message("and what about backoff?", ts="1700000200.000100", thread_ts=thread_ts)
+    follow_up = message_event(
+        "and what about backoff?", ts="1700000200.000100", thread_ts=thread_ts
+    )
     body = event_body(follow_up, event_id="Ev-follow-up")
     assert (await slack_bot.send(body))[0] == 200
     assert (await slack_bot.send(body, retry=1))[0] == 200
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 2)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 2)
     await slack_bot.settle()
     assert len(fake_openai.requests) == 2
     second = fake_openai.requests[1]["messages"]
@@ -112,48 +91,48 @@ async def test_follow_up_in_the_thread_sees_the_first_question_and_answer(slack_
 
 
 async def test_mention_is_answered_in_a_thread_under_it(slack_bot, fake_openai):
-    event = _mention(f"<@UBOT> backend-engineer {QUESTION}")
+    event = mention_event(f"<@UBOT> backend-engineer {QUESTION}")
     assert (await slack_bot.send(event_body(event, event_id="Ev1")))[0] == 200
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     [placeholder] = slack_bot.fake_slack.calls_to("chat.postMessage")
     assert placeholder.args["thread_ts"] == event["ts"]
     assert fake_openai.requests[0]["messages"][-1]["content"] == QUESTION
 
 
 async def test_mention_without_a_persona_uses_the_default(slack_bot, fake_openai):
-    await slack_bot.send(event_body(_mention("<@UBOT> is this retry safe?"), event_id="Ev1"))
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.send(event_body(mention_event("<@UBOT> is this retry safe?"), event_id="Ev1"))
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     assert fake_openai.requests[0]["messages"][-1]["content"] == "is this retry safe?"
     assert "Backend Engineer" in fake_openai.requests[0]["messages"][0]["content"]
 
 
 async def test_direct_message_is_a_question(slack_bot, fake_openai):
-    dm = _message("is this retry safe?", ts="1700000300.000100", channel_type="im")
+    dm = message_event("is this retry safe?", ts="1700000300.000100", channel_type="im")
     dm["channel"] = "D111"
     await slack_bot.send(event_body(dm, event_id="Ev-dm"))
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     assert slack_bot.fake_slack.calls_to("chat.postMessage")[0].args["channel"] == "D111"
 
 
 async def test_retries_and_double_delivery_are_answered_once(slack_bot, fake_openai):
-    event = _mention(f"<@UBOT> {QUESTION}")
+    event = mention_event(f"<@UBOT> {QUESTION}")
     body = event_body(event, event_id="Ev1")
     assert (await slack_bot.send(body))[0] == 200
     assert (await slack_bot.send(body, retry=1))[0] == 200
-    as_message = _message(event["text"], ts=event["ts"])
+    as_message = message_event(event["text"], ts=event["ts"])
     assert (await slack_bot.send(event_body(as_message, event_id="Ev2")))[0] == 200
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     await slack_bot.settle()
     assert len(fake_openai.requests) == 1
     assert len(slack_bot.fake_slack.calls_to("chat.postMessage")) == 1
-    assert len(_answers(slack_bot)) == 1
+    assert len(answer_updates(slack_bot.fake_slack)) == 1
 
 
 async def test_slash_command_retry_is_answered_once(slack_bot, fake_openai):
     body = slash_command_body(f"backend-engineer {QUESTION}", trigger_id="trig-same")
     await slack_bot.send(body)
     await slack_bot.send(body, retry=1)
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     await slack_bot.settle()
     assert len(fake_openai.requests) == 1
 
@@ -173,14 +152,16 @@ async def test_bots_edits_joins_and_unknown_threads_are_ignored(slack_bot, fake_
     bot_message = sample("message.bot_message.json")
     bot_message["event"].update(channel="C111", text="<@UBOT> backend-engineer hi")
     await slack_bot.send(json.dumps(bot_message))
-    own = _message("backend-engineer hi", ts="1700000400.000100", thread_ts="1700000000.000100")
+    own = message_event(
+        "backend-engineer hi", ts="1700000400.000100", thread_ts="1700000000.000100"
+    )
     own["user"] = "UBOT"
     await slack_bot.send(event_body(own, event_id="Ev-own"))
-    edit = _message("<@UBOT> hi", ts="1700000400.000200", subtype="message_changed")
+    edit = message_event("<@UBOT> hi", ts="1700000400.000200", subtype="message_changed")
     await slack_bot.send(event_body(edit, event_id="Ev-edit"))
-    join = _message("<@W111> has joined", ts="1700000400.000300", subtype="channel_join")
+    join = message_event("<@W111> has joined", ts="1700000400.000300", subtype="channel_join")
     await slack_bot.send(event_body(join, event_id="Ev-join"))
-    stranger = _message("a reply", ts="1700000400.000400", thread_ts="1600000000.000100")
+    stranger = message_event("a reply", ts="1700000400.000400", thread_ts="1600000000.000100")
     await slack_bot.send(event_body(stranger, event_id="Ev-stranger"))
     await slack_bot.settle()
     assert fake_openai.requests == []
@@ -197,7 +178,7 @@ async def test_help_personas_and_typos_answer_at_once_without_the_llm(slack_bot,
     assert "Did you mean: backend-engineer?" in typo
     status, empty = await slack_bot.send(slash_command_body(""))
     assert "Usage" in empty
-    await slack_bot.send(event_body(_mention("<@UBOT> help"), event_id="Ev-help"))
+    await slack_bot.send(event_body(mention_event("<@UBOT> help"), event_id="Ev-help"))
     [ephemeral] = await slack_bot.wait_for_calls("chat.postEphemeral", 1)
     assert ephemeral.args["user"] == "W111" and "/oi" in ephemeral.args["text"]
     await slack_bot.settle()
@@ -214,7 +195,7 @@ async def test_help_personas_and_typos_answer_at_once_without_the_llm(slack_bot,
 )
 async def test_each_llm_failure_is_an_honest_message(slack_bot, fake_openai, replies, said):
     fake_openai.script(*replies)
-    await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
+    await slack_bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
     await slack_bot.wait_for(
         lambda fake: any(said in c.args.get("text", "") for c in fake.calls_to("chat.update"))
     )
@@ -243,9 +224,9 @@ async def test_llm_failure_is_a_message_with_a_working_try_again(slack_bot, fake
     click = block_actions_body(RETRY_ACTION, retry["value"], message_ts=failure.args["ts"])
     assert (await slack_bot.send(click))[0] == 200
     await slack_bot.send(click)  # a double click starts nothing more
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     await slack_bot.settle()
-    [answer] = _answers(slack_bot)
+    [answer] = answer_updates(slack_bot.fake_slack)
     assert answer.args["ts"] == failure.args["ts"]
     assert len(fake_openai.requests) == 2
     request = await slack_bot.server.store.get_request(retry["value"])
@@ -266,8 +247,8 @@ async def test_not_in_channel_tells_the_user_to_invite_the_bot(slack_bot, fake_o
 
 async def test_feedback_is_recorded(slack_bot, fake_openai):
     await slack_bot.send(slash_command_body(f"backend-engineer {QUESTION}", trigger_id="t-1"))
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
-    [answer] = _answers(slack_bot)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
+    [answer] = answer_updates(slack_bot.fake_slack)
     buttons = [e for b in answer.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
     [up] = [b for b in buttons if b["action_id"] == FEEDBACK_UP_ACTION]
     click = block_actions_body(FEEDBACK_UP_ACTION, up["value"], user="W222")
@@ -278,20 +259,22 @@ async def test_feedback_is_recorded(slack_bot, fake_openai):
 async def test_rate_limited_slack_still_gets_the_answer_once(slack_bot, fake_openai, monkeypatch):
     monkeypatch.setattr("slack_sdk.http_retry.builtin_async_handlers.random.random", lambda: 0.0)
     slack_bot.fake_slack.rate_limit("chat.update", times=2, retry_after=0)
-    await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
+    await slack_bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
     await slack_bot.wait_for(
-        lambda fake: len([c for c in _answers(slack_bot) if c.status == 200]) == 1
+        lambda fake: len([c for c in answer_updates(slack_bot.fake_slack) if c.status == 200]) == 1
     )
-    statuses = [c.status for c in _answers(slack_bot)]
+    statuses = [c.status for c in answer_updates(slack_bot.fake_slack)]
     assert statuses == [429, 429, 200]
 
 
 async def test_slack_5xx_is_retried_and_the_answer_lands_once(slack_bot, fake_openai):
     slack_bot.fake_slack.server_error("chat.update", times=1)
-    await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
-    await slack_bot.wait_for(lambda fake: any(c.status == 200 for c in _answers(slack_bot)))
+    await slack_bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
+    await slack_bot.wait_for(
+        lambda fake: any(c.status == 200 for c in answer_updates(slack_bot.fake_slack))
+    )
     await slack_bot.settle()
-    assert [c.status for c in _answers(slack_bot)] == [500, 200]
+    assert [c.status for c in answer_updates(slack_bot.fake_slack)] == [500, 200]
 
 
 async def test_long_answer_is_split_over_messages_in_the_thread(slack_bot, fake_openai):
@@ -301,15 +284,17 @@ async def test_long_answer_is_split_over_messages_in_the_thread(slack_bot, fake_
         "summary": "<!channel> " + "s" * 9000,
     }
     fake_openai.script(openai_api.answer(huge))
-    await slack_bot.send(event_body(_mention(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev1"))
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     await slack_bot.settle()
     posts = slack_bot.fake_slack.calls_to("chat.postMessage")
     continued = [c for c in posts[1:]]
     assert continued and all(c.status == 200 for c in continued)
-    for call in [*_answers(slack_bot), *continued]:
+    for call in [*answer_updates(slack_bot.fake_slack), *continued]:
         _assert_valid_blocks(call)
-    shown = json.dumps([c.args["blocks"] for c in [*_answers(slack_bot), *continued]])
+    shown = json.dumps(
+        [c.args["blocks"] for c in [*answer_updates(slack_bot.fake_slack), *continued]]
+    )
     assert all(f"reason {n}:" in shown for n in range(60))
     assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown
 
@@ -318,7 +303,7 @@ async def test_health_readiness_and_metrics(slack_bot, fake_openai):
     assert await slack_bot.get("/healthz") == (200, "ok")
     assert await slack_bot.get("/readyz") == (200, "ready")
     await slack_bot.send(slash_command_body(f"backend-engineer {QUESTION}", trigger_id="t-1"))
-    await slack_bot.wait_for(lambda fake: len(_answers(slack_bot)) == 1)
+    await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     await slack_bot.settle()
     status, metrics = await slack_bot.get("/metrics")
     assert status == 200
@@ -345,11 +330,11 @@ async def test_channel_default_persona_answers_mentions_that_name_none(
     async with running_bot(settings, fake_slack) as bot:
         status, said = await bot.send(slash_command_body("default sre"))
         assert status == 200 and "*SRE* now answers mentions in this channel" in said
-        await bot.send(event_body(_mention("<@UBOT> is this safe?"), event_id="Ev1"))
-        await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
+        await bot.send(event_body(mention_event("<@UBOT> is this safe?"), event_id="Ev1"))
+        await bot.wait_for(lambda fake: len(answer_updates(bot.fake_slack)) == 1)
         assert "You are the SRE persona" in fake_openai.requests[0]["messages"][0]["content"]
-        other = _mention("<@UBOT> and here?", ts="1700000500.000100")
+        other = mention_event("<@UBOT> and here?", ts="1700000500.000100")
         other["channel"] = "C222"
         await bot.send(event_body(other, event_id="Ev2"))
-        await bot.wait_for(lambda fake: len(_answers(bot)) == 2)
+        await bot.wait_for(lambda fake: len(answer_updates(bot.fake_slack)) == 2)
         assert "Backend Engineer" in fake_openai.requests[1]["messages"][0]["content"]
