@@ -182,3 +182,18 @@ async def test_shutdown_hands_unfinished_work_back(settings_for, fake_slack, fak
     finally:
         await store.close()
     assert _answers(bot) == [] and _failures(bot, ":warning:") == []
+
+
+async def test_concurrent_deliveries_never_pass_the_rate_limit(
+    settings_for, fake_slack, fake_openai
+):
+    async with running_bot(settings_for(oi_user_rate_per_minute=5), fake_slack) as bot:
+        bodies = [
+            event_body(mention_event(f"<@UBOT> question {n}", ts=f"2.{n:06d}"), event_id=f"E{n}")
+            for n in range(20)
+        ]
+        statuses = await asyncio.gather(*(bot.send(body) for body in bodies))
+        await bot.settle()
+    assert {status for status, _ in statuses} == {200}
+    assert len(fake_openai.requests) == 5
+    assert len(fake_slack.calls_to("chat.postEphemeral")) == 15

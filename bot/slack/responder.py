@@ -145,17 +145,25 @@ class Responder:
 
     @asynccontextmanager
     async def _lease(self, request: RequestRecord) -> AsyncIterator[None]:
-        """Renew the request's lease while it runs, so no other process takes it over."""
+        """Renew the request's lease while it runs, so no other process takes it over; if one
+        did anyway (renewals failed for a whole lease), stop here and leave it the work."""
+        answering = asyncio.current_task()
+        assert answering is not None
 
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._store.lease_seconds / 3)
                 try:
-                    if not await self._store.renew(request.id):
-                        log.warning("request.lease_lost")
-                        return
+                    if await self._store.renew(request.id):
+                        continue
+                    current = await self._store.get_request(request.id)
                 except Exception:  # a database blip: the next renewal may well succeed
                     log.warning("request.lease_renewal_failed", exc_info=True)
+                    continue
+                if current is not None and current.state not in ("answered", "failed"):
+                    log.warning("request.lease_lost")
+                    answering.cancel()
+                return
 
         renewing = asyncio.create_task(renew(), name=f"lease-{request.id}")
         try:

@@ -1,5 +1,19 @@
 """Persistence: the only package that talks to the database."""
 
-from bot.store.store import LinkRecord, NewRequest, RequestRecord, Store, ThreadRecord
+from bot.store.store import (
+    LinkRecord,
+    NewRequest,
+    RateLimited,
+    RequestRecord,
+    Store,
+    ThreadRecord,
+)
 
-__all__ = ["LinkRecord", "NewRequest", "RequestRecord", "Store", "ThreadRecord"]
+__all__ = [
+    "LinkRecord",
+    "NewRequest",
+    "RateLimited",
+    "RequestRecord",
+    "Store",
+    "ThreadRecord",
+]

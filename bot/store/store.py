@@ -6,8 +6,11 @@ is Alembic's, migrated when the store opens. Callers get frozen records, never O
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -21,7 +24,12 @@ from sqlalchemy import Connection, delete, event, func, or_, select, text, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from bot.context.models import Fetched
 from bot.core.answer import Answer
@@ -47,6 +55,15 @@ LinkKind = Literal["github", "linear"]
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _FINAL_STATES = ("answered", "failed")
 _DATABASE_TIMEOUT_SECONDS = 30  # connecting, waiting for a pooled connection, one statement
+_MIGRATION_LOCK = 0x6F69  # "oi": an application-chosen advisory lock key
+
+
+class RateLimited(Exception):
+    """The author asked too many questions in the last minute; `asked` says how many."""
+
+    def __init__(self, asked: int) -> None:
+        super().__init__(f"{asked} questions in the last minute")
+        self.asked = asked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +117,10 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
+        # SQLite serves one process: an in-process lock is enough to serialize authors' counts.
+        self._author_lock = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     @classmethod
     async def open(
@@ -135,9 +156,16 @@ class Store:
             return False
         return True
 
-    async def claim_request(self, new: NewRequest) -> RequestRecord | None:
+    async def claim_request(
+        self, new: NewRequest, *, per_minute: int | None = None
+    ) -> RequestRecord | None:
         """Record the request, leased to this process, or None when another delivery of it was
-        claimed already. The lease is how a crashed process's work is found and resumed."""
+        claimed already. The lease is how a crashed process's work is found and resumed.
+
+        With `per_minute`, raises `RateLimited` instead when its author already asked that
+        many questions in the last minute. Counting and recording happen under one lock per
+        author (PostgreSQL's advisory lock across replicas), so a burst is never let through.
+        """
         now = _now()
         row = Request(
             **asdict(new),
@@ -153,7 +181,9 @@ class Store:
             updated_at=now,
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._author_lock, self._sessions.begin() as session:
+                if per_minute is not None:
+                    await self._check_rate(session, new, per_minute)
                 session.add(Claim(key=new.claim_key, claimed_at=now))
                 await session.flush()
                 session.add(row)
@@ -162,6 +192,24 @@ class Store:
         except IntegrityError:
             return None
         return _request_record(row)
+
+    async def _check_rate(self, session: AsyncSession, new: NewRequest, per_minute: int) -> None:
+        if self._engine.dialect.name == "postgresql":
+            author = f"{new.team_id}:{new.user_id}"
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:author))"), {"author": author}
+            )
+        asked = await session.scalar(
+            select(func.count())
+            .select_from(Request)
+            .where(
+                Request.team_id == new.team_id,
+                Request.user_id == new.user_id,
+                Request.created_at >= _now() - timedelta(seconds=60),
+            )
+        )
+        if (asked or 0) >= per_minute:
+            raise RateLimited(int(asked or 0))
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
         async with self._sessions() as session:
@@ -268,21 +316,6 @@ class Store:
             )
             return list(ids)
 
-    async def recent_requests(self, team_id: str, user_id: str, *, seconds: float) -> int:
-        """How many questions this person asked in the last `seconds` (across replicas)."""
-        since = _now() - timedelta(seconds=seconds)
-        async with self._sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(Request)
-                .where(
-                    Request.team_id == team_id,
-                    Request.user_id == user_id,
-                    Request.created_at >= since,
-                )
-            )
-            return int(count or 0)
-
     async def add_tokens(self, team_id: str, day: str, tokens: int) -> None:
         """Add to a workspace's count for the day in one statement, so replicas never race."""
         insert = _dialect_insert(self._engine.dialect.name)
@@ -345,16 +378,21 @@ class Store:
     async def add_turn(
         self, thread_id: int, request_id: str, question: str, answer: Answer
     ) -> None:
+        """Remember a request's answer; a resumed request's new answer replaces its old one."""
+        insert = _dialect_insert(self._engine.dialect.name)
+        statement = insert(ThreadTurn).values(
+            thread_id=thread_id,
+            request_id=request_id,
+            question=question,
+            answer_json=answer.model_dump_json(),
+            created_at=_now(),
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[ThreadTurn.request_id],
+            set_={"answer_json": statement.excluded.answer_json},
+        )
         async with self._sessions.begin() as session:
-            session.add(
-                ThreadTurn(
-                    thread_id=thread_id,
-                    request_id=request_id,
-                    question=question,
-                    answer_json=answer.model_dump_json(),
-                    created_at=_now(),
-                )
-            )
+            await session.execute(statement)
 
     async def history(self, thread_id: int) -> list[Turn]:
         """The thread's answered questions, oldest first."""
@@ -505,15 +543,25 @@ def _create_engine(database_url: str) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    """WAL lets readers and the writer proceed together; foreign keys are off by default."""
+    """WAL lets readers and the writer proceed together; foreign keys are off by default.
+
+    WAL is a property of the file: when several processes open a new database at once, one
+    switches it and the others may find it locked meanwhile, which is fine.
+    """
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_DATABASE_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    with contextlib.suppress(sqlite3.OperationalError):
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
 def _upgrade_to_head(connection: Connection) -> None:
+    """Migrate under a lock, so processes starting together migrate one at a time."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    else:  # SQLite: take the write lock now, not at the first write (pysqlite defers it)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection

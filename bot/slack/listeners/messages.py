@@ -8,11 +8,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.commands import Ask, Command
-from bot.slack.admission import refusal
+from bot.slack.admission import too_long, too_often
 from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import mentions, question_text
 from bot.slack.services import SlackServices
-from bot.store import NewRequest
+from bot.store import NewRequest, RateLimited
 from bot.store.store import RequestKind
 
 # Message subtypes a person writes; edits, deletions, joins and bot posts are not questions.
@@ -57,30 +57,31 @@ async def _handle(
         return
     if not question:
         return
-    refused = await refusal(
-        services.store,
-        services.question_limits,
-        team_id=team_id,
-        user_id=user,
-        question=question,
-    )
+    refused = too_long(question, services.question_limits)
     if refused:
         where = Channel(team_id=team_id, channel_id=channel, user_id=user)
         await _command_once(services, event, claim_key, where, refused)
         return
-    request = await services.store.claim_request(
-        NewRequest(
-            claim_key=claim_key,
-            kind=kind,
-            team_id=team_id,
-            channel_id=channel,
-            user_id=user,
-            thread_ts=thread_ts or ts,
-            persona=persona,
-            question=question,
-        )
+    new = NewRequest(
+        claim_key=claim_key,
+        kind=kind,
+        team_id=team_id,
+        channel_id=channel,
+        user_id=user,
+        thread_ts=thread_ts or ts,
+        persona=persona,
+        question=question,
     )
-    if request is not None:
+    try:
+        request = await services.store.claim_request(
+            new, per_minute=services.question_limits.per_user_per_minute
+        )
+    except RateLimited as limited:
+        where = Channel(team_id=team_id, channel_id=channel, user_id=user)
+        refused = too_often(limited, services.question_limits)
+        await _command_once(services, event, claim_key, where, refused)
+        return
+    if request is not None:  # None: another delivery of this message is being answered
         services.tasks.spawn(services.responder.answer(request), name=f"request-{request.id}")
 
 
@@ -97,13 +98,18 @@ async def _command_once(
         return
 
     async def tell(text: str) -> None:
-        await services.responder.tell(
-            channel=event["channel"],
-            user=event["user"],
-            thread_ts=event.get("thread_ts") or event["ts"],
-            text=text,
-        )
+        await _tell(services, event, text)
 
     if not isinstance(command, str):
         command = await run_command(command, services, channel=where, reply_later=tell)
     await tell(command)
+
+
+async def _tell(services: SlackServices, event: dict[str, Any], text: str) -> None:
+    """An ephemeral reply to a message's author, in the message's thread."""
+    await services.responder.tell(
+        channel=event["channel"],
+        user=event["user"],
+        thread_ts=event.get("thread_ts") or event["ts"],
+        text=text,
+    )
