@@ -1,0 +1,1 @@
+"""Fault injection: real `oi-bot` processes, one fault each, and what Slack received."""
