@@ -9,6 +9,7 @@ lets work in flight finish for `OI_SHUTDOWN_GRACE_SECONDS`, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -176,6 +177,8 @@ class BotServer:
         """Stop taking work, give what is in flight the grace period, then close everything."""
         self._accepting = False
         self._resumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._resumer  # never touches the store again once it is closing
         if self._socket_mode is not None:
             await self._socket_mode.close_async()
         left = await self.tasks.drain(self._settings.oi_shutdown_grace_seconds)

@@ -12,6 +12,7 @@ updates what is there instead of posting it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -170,6 +171,8 @@ class Responder:
             yield
         finally:
             renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
 
     async def _answer(self, request: RequestRecord, response_url: str | None) -> str:
         try:
