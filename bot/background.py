@@ -15,12 +15,12 @@ class BackgroundTasks:
     """A set of running tasks: spawned after an ack, drained (then cancelled) at shutdown."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coroutine: Coroutine[Any, Any, None], *, name: str) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, object], *, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
@@ -36,7 +36,7 @@ class BackgroundTasks:
             await asyncio.wait(pending)
         return len(pending)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background.task_failed", task=task.get_name(), exc_info=task.exception())

@@ -13,6 +13,8 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import aiohttp
 import structlog
@@ -208,6 +210,7 @@ class BotServer:
                 continue  # another replica took it first
             resumed += 1
             log.info("request.resumed", request_id=request.id, attempts=request.attempts)
+            work: Coroutine[Any, Any, object]
             if request.attempts > self._settings.oi_max_attempts:
                 reason = f"I couldn't answer this after {request.attempts - 1} attempts."
                 work = self._responder.fail(request, reason)

@@ -180,7 +180,7 @@ class ContextGatherer:
         candidates: list[Reference] = [
             ref
             for ref in found
-            if not (_is_bare_key(ref) and linked_teams and ref.team not in linked_teams)
+            if not (linked_teams and _is_bare_key(ref) and _team(ref) not in linked_teams)
         ]
         host = min(self._github.web_hosts)
         candidates += [
@@ -239,6 +239,10 @@ def _is_bare_key(reference: Reference) -> bool:
         and reference.kind == "issue"
         and reference.url is None
     )
+
+
+def _team(reference: Reference) -> str | None:
+    return reference.team if isinstance(reference, LinearReference) else None
 
 
 def _target(reference: Reference) -> str:

@@ -27,7 +27,7 @@ from bot.slack.render import (
 from bot.slack.services import SlackServices
 from bot.store import LinkRecord
 
-Reply = Callable[[str], Awaitable[None]]
+Reply = Callable[[str], Awaitable[object]]
 
 
 @dataclass(frozen=True)
