@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -25,6 +25,8 @@ class Request(Base):
     """A question being answered, with everything needed to answer it again after a crash."""
 
     __tablename__ = "requests"
+    # the per-person rate limit counts a person's recent requests at every claim
+    __table_args__ = (Index("ix_requests_author_created", "team_id", "user_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     claim_key: Mapped[str] = mapped_column(ForeignKey("claims.key"), unique=True)
