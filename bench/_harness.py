@@ -1,0 +1,353 @@
+"""What every benchmark shares: the fakes with latency, one `oi-bot` process, signed requests,
+an open-loop sender, percentiles and the table/JSON output.
+
+The bot runs as a real process (`oi-bot` from this venv) with every vendor on a local fake
+(loopback only) and a fresh SQLite store, configured through the same environment the fault
+suite uses (tests/faults/harness.py), with production-like lease and LLM timeouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench._fakes import SlowGitHub, SlowLinear, SlowOpenAI, TimedSlack
+from tests.fakes.slack_requests import signed_headers, slash_command_body
+from tests.faults.harness import environment
+from tests.slack_bot import SIGNING_SECRET
+
+OI_BOT = Path(sys.executable).with_name("oi-bot")
+TEAM = "T111"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Injected vendor latency, seconds."""
+
+    llm: float = 2.0
+    github: float = 0.15
+    linear: float = 0.15
+    slack: float = 0.0
+
+
+class Fakes:
+    """Slack, the LLM, GitHub and Linear on loopback, each with its latency."""
+
+    def __init__(self, latency: Latency) -> None:
+        self.latency = latency
+        self.slack = TimedSlack(latency.slack)
+        self.openai = SlowOpenAI(latency.llm)
+        self.github = SlowGitHub(latency.github)
+        self.linear = SlowLinear(latency.linear)
+
+    def __enter__(self) -> Fakes:
+        for fake in (self.slack, self.openai, self.github, self.linear):
+            fake.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for fake in (self.linear, self.github, self.openai, self.slack):
+            fake.stop()
+
+
+# Production-like where the fault suite's settings are deliberately short.
+BENCH_VARIABLES = {
+    "OI_LEASE_SECONDS": "60",
+    "OI_LLM_TIMEOUT_SECONDS": "60",
+    "OI_CONTEXT_TIMEOUT_SECONDS": "15",
+    "OI_SHUTDOWN_GRACE_SECONDS": "10",
+    "LOG_LEVEL": "INFO",
+}
+
+
+class Bot:
+    """One `oi-bot` process on the fakes; its JSON log is read on a thread, keeping only the
+    events asked for (so a busy bot never blocks on its pipe and parsing costs little)."""
+
+    def __init__(
+        self, fakes: Fakes, *, keep_events: Sequence[str] = (), **variables: str | int
+    ) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="oi-bench-")
+        env = environment(fakes.slack, fakes.openai, fakes.github, fakes.linear)
+        env.update(BENCH_VARIABLES)
+        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{self._folder.name}/oi.sqlite3"
+        env.update({name: str(value) for name, value in variables.items()})
+        self._keep = ("server.started", *keep_events)
+        self._events: list[dict[str, Any]] = []
+        self._tail: list[str] = []
+        self._condition = threading.Condition()
+        # OI_BENCH_BOT: another command to run instead of oi-bot (to compare a candidate fix)
+        command = os.environ.get("OI_BENCH_BOT", str(OI_BOT)).split()
+        self._popen = subprocess.Popen(
+            command,
+            env=env,
+            cwd=self._folder.name,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = int(self.wait_for("server.started", timeout=60)[0]["port"])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        with self._condition:
+            return [event for event in self._events if event.get("event") == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
+        with self._condition:
+            self._condition.wait_for(
+                lambda: (
+                    len([e for e in self._events if e.get("event") == name]) >= count
+                    or self._popen.poll() is not None
+                ),
+                timeout=timeout,
+            )
+        found = self.events(name)
+        if len(found) < count:
+            tail = "".join(self._tail[-30:])
+            raise RuntimeError(f"oi-bot logged {name!r} {len(found)}x, not {count}:\n{tail}")
+        return found
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak resident set) from /proc/<pid>/status, in kB."""
+        values = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0])
+        return values
+
+    def stop(self) -> int:
+        """SIGTERM and wait (the bot drains for OI_SHUTDOWN_GRACE_SECONDS at most)."""
+        if self._popen.poll() is None:
+            self._popen.terminate()
+            try:
+                self._popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait(timeout=10)
+        self._reader.join(timeout=10)
+        self._folder.cleanup()
+        return self._popen.returncode
+
+    def _read(self) -> None:
+        assert self._popen.stderr is not None
+        for line in self._popen.stderr:
+            kept = None
+            if any(f'"{name}"' in line for name in self._keep):
+                with contextlib.suppress(ValueError):
+                    kept = json.loads(line)
+            with self._condition:
+                self._tail = [*self._tail[-50:], line]
+                if kept is not None:
+                    self._events.append(kept)
+                    self._condition.notify_all()
+        with self._condition:
+            self._condition.notify_all()
+
+
+@contextlib.contextmanager
+def running(latency: Latency, **variables: Any) -> Iterator[tuple[Fakes, Bot]]:
+    """Fakes and one bot, both stopped afterwards whatever happens."""
+    keep = variables.pop("keep_events", ())
+    with Fakes(latency) as fakes:
+        bot = Bot(fakes, keep_events=keep, **variables)
+        try:
+            yield fakes, bot
+        finally:
+            bot.stop()
+
+
+# --- requests
+
+
+def slash_question(n: int, text: str, *, persona: str = "backend-engineer") -> str:
+    """`/oi <persona> <text>` as question `n`: its own channel, user and trigger_id, so questions
+    never share a thread or a rate limit, and every answer is found by its channel."""
+    return slash_command_body(
+        f"{persona} {text}",
+        channel=channel_of(n),
+        user=f"W{n:06d}",
+        team=TEAM,
+        trigger_id=f"bench.{n}.{time.time_ns()}",
+    )
+
+
+def channel_of(n: int) -> str:
+    return f"CB{n:06d}"
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, body: str, *, timeout: float = 10
+) -> tuple[int, str, float]:
+    """POST a signed body to /slack/events: (status, body, seconds to the response)."""
+    headers = signed_headers(body, SIGNING_SECRET)
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            f"{url}/slack/events",
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            text = await response.text()
+            return response.status, text, time.perf_counter() - started
+    except (TimeoutError, aiohttp.ClientError) as error:
+        return 0, type(error).__name__, time.perf_counter() - started
+
+
+async def open_loop(
+    rate: float, seconds: float, send: Callable[[int], Awaitable[Any]]
+) -> tuple[list[Any], float]:
+    """Call `send(n)` on a fixed schedule, `rate` a second for `seconds`, without waiting for
+    earlier calls; returns their results (in order) and the worst lateness against the schedule."""
+    loop = asyncio.get_running_loop()
+    count = max(1, round(rate * seconds))
+    start = loop.time() + 0.05
+    tasks = []
+    late = 0.0
+    for n in range(count):
+        due = start + n / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        late = max(late, loop.time() - due)
+        tasks.append(asyncio.create_task(send(n)))
+    return list(await asyncio.gather(*tasks)), late
+
+
+def session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
+# --- what Slack shows
+
+
+def is_answer(call: Any) -> bool:
+    blocks = call.args.get("blocks") or []
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return (
+        call.method == "chat.update"
+        and call.status == 200
+        and call.error is None
+        and bool(blocks)
+        and blocks[0].get("type") == "header"
+    )
+
+
+def is_failure(call: Any) -> bool:
+    return (
+        call.method in ("chat.update", "chat.postMessage")
+        and call.status == 200
+        and "Try again" in json.dumps(call.args.get("blocks") or [])
+    )
+
+
+def answers_by_channel(fakes: Fakes) -> dict[str, list[float]]:
+    """Channel → the times an answer replaced a placeholder there."""
+    found: dict[str, list[float]] = {}
+    for at, call in fakes.slack.timed_calls():
+        if is_answer(call):
+            found.setdefault(call.args["channel"], []).append(at)
+    return found
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(every)
+    return predicate()
+
+
+# --- figures and output
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    command = argparse.ArgumentParser(description=description)
+    command.add_argument("--json", action="store_true", help="print the results as JSON")
+    return command
+
+
+def report(title: str, rows: list[dict[str, Any]], *, as_json: bool, **extra: Any) -> None:
+    """A plain-text table (or JSON with --json) on stdout."""
+    if as_json:
+        print(json.dumps({"benchmark": title, "rows": rows, **extra}, indent=2))
+        return
+    print(f"\n{title}")
+    if rows:
+        columns = list(rows[0])
+        cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+        print("  ".join("-" * w for w in widths))
+        for row in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    for name, value in extra.items():
+        print(f"{name}: {_cell(value)}")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    memory = next(
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": memory,
+        "python": sys.version.split()[0],
+    }
