@@ -28,34 +28,13 @@ from bot.context.github import GitHubSource  # noqa: E402
 from bot.context.linear import LinearSource  # noqa: E402
 from bot.core.persona import load_personas  # noqa: E402
 from bot.log import configure_logging  # noqa: E402
-
-PATCH = "@@ -1,3 +1,5 @@\n def charge(request):\n+    for attempt in range(3):\n+        retry()"
+from tests.fakes.github_api import add_payments_sample  # noqa: E402
 
 
 def add_data(github: SlowGitHub, linear: SlowLinear) -> None:
-    github.add_repo(
-        "acme",
-        "payments",
+    add_payments_sample(
+        github,
         files={"payments/charge.py": "def charge(request):\n    return provider.charge()\n"},
-        readme="# payments\nCharges cards.",
-    )
-    github.add_pull(
-        "acme",
-        "payments",
-        42,
-        title="Retry charges on timeout",
-        body="Adds retries.",
-        files=[
-            {
-                "filename": "payments/charge.py",
-                "status": "modified",
-                "additions": 2,
-                "deletions": 0,
-                "changes": 2,
-                "patch": PATCH,
-            }
-        ],
-        head_sha="a" * 40,
     )
     github.add_repo(
         "acme",

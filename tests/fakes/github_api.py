@@ -845,3 +845,33 @@ def _blob_sha(content: bytes) -> str:
 
 def _tree_sha(entry: _Repo, ref: str, path: str) -> str:
     return _sha(f"tree {entry.full_name}@{ref}:{path}")
+
+
+RETRY_PATCH = (
+    "@@ -1,3 +1,5 @@\n def charge(request):\n+    for attempt in range(3):\n+        retry()"
+)
+
+
+def add_payments_sample(
+    fake: FakeGitHub, *, files: dict[str, str | bytes], readme: str = "# payments\nCharges cards."
+) -> None:
+    """acme/payments with pull request #42, which adds retries to charging (`RETRY_PATCH`)."""
+    fake.add_repo("acme", "payments", files=files, readme=readme)
+    fake.add_pull(
+        "acme",
+        "payments",
+        42,
+        title="Retry charges on timeout",
+        body="Adds retries.",
+        files=[
+            {
+                "filename": "payments/charge.py",
+                "status": "modified",
+                "additions": 2,
+                "deletions": 0,
+                "changes": 2,
+                "patch": RETRY_PATCH,
+            }
+        ],
+        head_sha="a" * 40,
+    )
