@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -161,6 +162,9 @@ class BotServer:
                 self._slack, app_token=settings.slack_app_token.get_secret_value()
             )
             await self._socket_mode.connect_async()
+        # What start-up built lives as long as the process: out of the collector's sight, its
+        # full collections stop pausing everything (acks included) for 50–150 ms under load.
+        gc.freeze()
         self._accepting = True
         self._resumer = asyncio.create_task(self._resume_forever(), name="resumer")
         log.info(

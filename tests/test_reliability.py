@@ -72,7 +72,7 @@ async def test_a_resumed_answer_updates_the_messages_already_posted(
     part_two = (await web.chat_postMessage(channel="C111", thread_ts=THREAD, text="2/…"))["ts"]
     request_id = await _left_by_a_crash(settings)
     dead = await Store.open(settings.database_url, owner="dead-process", lease_seconds=-1)
-    await dead.set_reply_ts(request_id, placeholder)
+    await dead.transition(request_id, "gathering", reply_ts=placeholder)
     await dead.set_continuation_ts(request_id, [part_two])
     await dead.close()
     huge = {**VALID_ANSWER, "rationale": [f"reason {n}: " + "x" * 900 for n in range(30)]}

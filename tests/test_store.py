@@ -97,10 +97,13 @@ async def test_reopen_failed_wins_once(store):
 
 async def test_thread_ts_and_reply_ts(store):
     request = await store.claim_request(_new(thread_ts=None, kind="command"))
-    await store.set_thread_ts(request.id, "1700000000.000200")
-    await store.set_reply_ts(request.id, "1700000000.000300")
+    thread = await store.open_thread(
+        "T111", "C111", "1700000000.000200", "backend-engineer", request_id=request.id
+    )
+    await store.transition(request.id, "gathering", reply_ts="1700000000.000300")
     record = await store.get_request(request.id)
     assert (record.thread_ts, record.reply_ts) == ("1700000000.000200", "1700000000.000300")
+    assert record.state == "gathering" and thread.thread_ts == record.thread_ts
 
 
 async def test_thread_memory_keeps_persona_and_turns_in_order(store):
@@ -110,9 +113,10 @@ async def test_thread_memory_keeps_persona_and_turns_in_order(store):
     assert again == thread and again.persona == "backend-engineer"
     assert await store.find_thread("T111", "C222", "1.0") is None
     for n in (1, 2):
-        request = await store.claim_request(_new(f"event:Ev{n}"))
-        await store.add_turn(thread.id, request.id, f"question {n}", ANSWER)
-    history = await store.history(thread.id)
+        request = await store.claim_request(_new(f"event:Ev{n}", question=f"question {n}"))
+        await store.record_answer(request, thread.id, ANSWER, day="2026-11-26", tokens=10)
+    await store.record_answer(request, thread.id, ANSWER, day="2026-11-26", tokens=10)  # resumed
+    history = (await store.memory(thread.id, "T111", "C111")).history
     assert [turn.question for turn in history] == ["question 1", "question 2"]
     assert json.loads(history[0].answer.model_dump_json()) == VALID_ANSWER
 
@@ -163,9 +167,12 @@ async def test_context_cache_is_per_thread_and_keeps_order(store):
     other = await store.open_thread("T111", "C111", "2.0", "backend-engineer")
     readme = Fetched(ContextItem(source="https://x/readme", title="README", text="hi"), 3, "r1")
     tree = Fetched(ContextItem(source="https://x/tree", title="tree", text="src/"), 2, "r1")
-    await store.cache_context(thread.id, {"github:acme/payments": [readme, tree]})
-    assert await store.cached_context(thread.id) == {"github:acme/payments": [readme, tree]}
-    assert await store.cached_context(other.id) == {}
+    request = await store.claim_request(_new())
+    await store.record_gathered(request.id, thread.id, {"github:acme/payments": [readme, tree]})
+    memory = await store.memory(thread.id, "T111", "C111")
+    assert memory.cached == {"github:acme/payments": [readme, tree]}
+    assert (await store.memory(other.id, "T111", "C111")).cached == {}
+    assert (await store.get_request(request.id)).state == "thinking"
 
 
 @pytest.fixture
@@ -225,17 +232,23 @@ async def test_a_burst_past_the_rate_is_refused_exactly(database_url, store, rep
     assert other is not None
 
 
+async def _answered(store, thread, n: int, tokens: int, day: str = "2026-11-26") -> None:
+    request = await store.claim_request(_new(f"event:tokens{n}"))
+    await store.record_answer(request, thread.id, ANSWER, day=day, tokens=tokens)
+
+
 async def test_daily_tokens(store):
-    await store.add_tokens("T111", "2026-11-26", 100)
-    await store.add_tokens("T111", "2026-11-26", 50)
+    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    await _answered(store, thread, 1, 100)
+    await _answered(store, thread, 2, 50)
+    await _answered(store, thread, 3, 7, day="2026-11-25")
     assert await store.tokens_used("T111", "2026-11-26") == 150
     assert await store.tokens_used("T111", "2026-11-27") == 0
 
 
 async def test_concurrent_token_counts_never_collide(store, replica):
-    await asyncio.gather(
-        *(s.add_tokens("T111", "2026-11-26", 10) for s in (store, replica) for _ in range(5))
-    )
+    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    await asyncio.gather(*(_answered(s, thread, n, 10) for n, s in enumerate([store, replica] * 5)))
     assert await store.tokens_used("T111", "2026-11-26") == 100
 
 

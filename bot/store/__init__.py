@@ -6,6 +6,7 @@ from bot.store.store import (
     RateLimited,
     RequestRecord,
     Store,
+    ThreadMemory,
     ThreadRecord,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "RateLimited",
     "RequestRecord",
     "Store",
+    "ThreadMemory",
     "ThreadRecord",
 ]

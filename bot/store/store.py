@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import socket
 import sqlite3
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, delete, event, func, or_, select, text, update
+from sqlalchemy import Connection, delete, event, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +58,7 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _FINAL_STATES = ("answered", "failed")
 _DATABASE_TIMEOUT_SECONDS = 30  # connecting, waiting for a pooled connection, one statement
 _MIGRATION_LOCK = 0x6F69  # "oi": an application-chosen advisory lock key
+_CLAIM_BATCH = 500  # claims in one transaction, well within SQLite's bound on parameters
 
 
 class RateLimited(Exception):
@@ -93,9 +96,23 @@ class RequestRecord(NewRequest):
 
 
 @dataclass(frozen=True)
+class _PendingClaim:
+    new: NewRequest
+    per_minute: int | None
+    outcome: asyncio.Future[RequestRecord | None]
+
+
+@dataclass(frozen=True)
 class LinkRecord:
     kind: LinkKind
     target: str
+
+
+@dataclass(frozen=True)
+class ThreadMemory:
+    history: list[Turn]
+    links: list[LinkRecord]
+    cached: dict[str, list[Fetched]]
 
 
 @dataclass(frozen=True)
@@ -117,10 +134,8 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
-        # SQLite serves one process: an in-process lock is enough to serialize authors' counts.
-        self._author_lock = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        self._pending_claims: list[_PendingClaim] = []
+        self._claim_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -137,6 +152,8 @@ class Store:
         return cls(engine, owner=owner, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
+        if self._claim_writer is not None:
+            await self._claim_writer
         await self._engine.dispose()
 
     async def ping(self) -> bool:
@@ -163,53 +180,119 @@ class Store:
         claimed already. The lease is how a crashed process's work is found and resumed.
 
         With `per_minute`, raises `RateLimited` instead when its author already asked that
-        many questions in the last minute. Counting and recording happen under one lock per
-        author (PostgreSQL's advisory lock across replicas), so a burst is never let through.
+        many questions in the last minute, counted in the same transaction as the recording
+        (under PostgreSQL advisory locks per author across replicas), so a burst is never let
+        through. Claims arriving together are written together: see `_write_claims`.
         """
-        now = _now()
-        row = Request(
-            **asdict(new),
-            id=uuid.uuid4().hex,
-            state="received",
-            error=None,
-            reply_ts=None,
-            continuation_ts="",
-            attempts=1,
-            lease_owner=self.owner,
-            lease_expires_at=self._lease_end(now),
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            async with self._author_lock, self._sessions.begin() as session:
-                if per_minute is not None:
-                    await self._check_rate(session, new, per_minute)
-                session.add(Claim(key=new.claim_key, claimed_at=now))
-                await session.flush()
-                session.add(row)
-                await session.flush()
-                session.add(RequestTransition(request_id=row.id, state="received", at=now))
-        except IntegrityError:
-            return None
-        return _request_record(row)
+        pending = _PendingClaim(new, per_minute, asyncio.get_running_loop().create_future())
+        self._pending_claims.append(pending)
+        if self._claim_writer is None or self._claim_writer.done():
+            self._claim_writer = asyncio.create_task(self._write_claims(), name="store-claims")
+        return await pending.outcome
 
-    async def _check_rate(self, session: AsyncSession, new: NewRequest, per_minute: int) -> None:
+    async def _write_claims(self) -> None:
+        """Write the waiting claims in one transaction, again while more arrived meanwhile.
+
+        Every ack waits for its claim, and SQLite takes one writer at a time: claimed one by
+        one, a burst queued in front of its acks for seconds. Batched, it costs one transaction.
+        A failure fails the batch's acks (Slack retries them); nothing is half-written.
+        """
+        while self._pending_claims:
+            batch = self._pending_claims[:_CLAIM_BATCH]
+            del self._pending_claims[:_CLAIM_BATCH]
+            try:
+                outcomes = await self._claim_batch(batch)
+            except Exception as error:  # the database failed: each waiting ack sees why
+                outcomes = [error] * len(batch)
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if pending.outcome.done():  # its ack was cancelled; a lease resumes it
+                    continue
+                if isinstance(outcome, Exception):
+                    pending.outcome.set_exception(outcome)
+                else:
+                    pending.outcome.set_result(outcome)
+
+    async def _claim_batch(
+        self, batch: Sequence[_PendingClaim]
+    ) -> list[RequestRecord | RateLimited | None]:
+        now = _now()
+        async with self._sessions.begin() as session:
+            taken = set(
+                await session.scalars(
+                    select(Claim.key).where(Claim.key.in_([p.new.claim_key for p in batch]))
+                )
+            )
+            asked = await self._questions_asked(
+                session, {(p.new.team_id, p.new.user_id) for p in batch if p.per_minute}, now
+            )
+            outcomes: list[RequestRecord | RateLimited | None] = []
+            for pending in batch:
+                new, author = pending.new, (pending.new.team_id, pending.new.user_id)
+                if new.claim_key in taken:
+                    outcomes.append(None)
+                elif pending.per_minute is not None and asked[author] >= pending.per_minute:
+                    outcomes.append(RateLimited(asked[author]))
+                else:
+                    taken.add(new.claim_key)
+                    asked[author] += 1
+                    outcomes.append(_new_record(new))
+            records = [o for o in outcomes if isinstance(o, RequestRecord)]
+            if not records:
+                return outcomes
+            inserted = set(
+                await session.scalars(
+                    _dialect_insert(self._engine.dialect.name)(Claim)
+                    .values([{"key": r.claim_key, "claimed_at": now} for r in records])
+                    .on_conflict_do_nothing()
+                    .returning(Claim.key)
+                )
+            )
+            # a key missing from `inserted` was claimed by another replica meanwhile
+            records = [r for r in records if r.claim_key in inserted]
+            outcomes = [
+                None if isinstance(o, RequestRecord) and o.claim_key not in inserted else o
+                for o in outcomes
+            ]
+            if records:
+                await session.execute(insert(Request), [self._request_row(r, now) for r in records])
+                await session.execute(
+                    insert(RequestTransition),
+                    [{"request_id": r.id, "state": "received", "at": now} for r in records],
+                )
+        return outcomes
+
+    async def _questions_asked(
+        self, session: AsyncSession, authors: set[tuple[str, str]], now: datetime
+    ) -> defaultdict[tuple[str, str], int]:
+        """Each author's questions in the last minute (under a lock per author on PostgreSQL,
+        taken in a fixed order so that replicas never deadlock)."""
+        asked: defaultdict[tuple[str, str], int] = defaultdict(int)
+        if not authors:
+            return asked
         if self._engine.dialect.name == "postgresql":
-            author = f"{new.team_id}:{new.user_id}"
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:author))"), {"author": author}
-            )
-        asked = await session.scalar(
-            select(func.count())
-            .select_from(Request)
+            for key in sorted({_advisory_key(f"{team}:{user}") for team, user in authors}):
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        rows = await session.execute(
+            select(Request.team_id, Request.user_id, func.count())
             .where(
-                Request.team_id == new.team_id,
-                Request.user_id == new.user_id,
-                Request.created_at >= _now() - timedelta(seconds=60),
+                tuple_(Request.team_id, Request.user_id).in_(sorted(authors)),
+                Request.created_at >= now - timedelta(seconds=60),
             )
+            .group_by(Request.team_id, Request.user_id)
         )
-        if (asked or 0) >= per_minute:
-            raise RateLimited(int(asked or 0))
+        for team_id, user_id, count in rows:
+            asked[(team_id, user_id)] = count
+        return asked
+
+    def _request_row(self, record: RequestRecord, now: datetime) -> dict[str, Any]:
+        return {
+            **asdict(record),
+            "continuation_ts": "",
+            "lease_owner": self.owner,
+            "lease_expires_at": self._lease_end(now),
+            "created_at": now,
+            "updated_at": now,
+        }
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
         async with self._sessions() as session:
@@ -217,20 +300,41 @@ class Store:
             return _request_record(row) if row else None
 
     async def transition(
-        self, request_id: str, state: RequestState, *, detail: str | None = None
+        self,
+        request_id: str,
+        state: RequestState,
+        *,
+        detail: str | None = None,
+        reply_ts: str | None = None,
     ) -> None:
-        """Move a request to `state`; a failure's detail is kept as its error."""
+        """Move a request to `state`; a failure's detail is kept as its error. With `reply_ts`,
+        also records the placeholder message the answer will replace."""
+        async with self._sessions.begin() as session:
+            await self._transition(session, request_id, state, detail=detail, reply_ts=reply_ts)
+
+    async def _transition(
+        self,
+        session: AsyncSession,
+        request_id: str,
+        state: RequestState,
+        *,
+        detail: str | None = None,
+        reply_ts: str | None = None,
+    ) -> None:
         now = _now()
         values: dict[str, Any] = {"state": state, "updated_at": now}
         if state == "failed":
             values["error"] = detail
         if state in _FINAL_STATES:
             values.update(lease_owner=None, lease_expires_at=None)
-        async with self._sessions.begin() as session:
-            await session.execute(update(Request).where(Request.id == request_id).values(values))
-            session.add(
-                RequestTransition(request_id=request_id, state=state, detail=detail, at=now)
+        if reply_ts is not None:
+            values["reply_ts"] = reply_ts
+        await session.execute(update(Request).where(Request.id == request_id).values(values))
+        await session.execute(
+            insert(RequestTransition).values(
+                request_id=request_id, state=state, detail=detail, at=now
             )
+        )
 
     async def reopen_failed(self, request_id: str) -> RequestRecord | None:
         """Failed → received, leased to this process, atomically: of two clicks on "Try again",
@@ -316,17 +420,6 @@ class Store:
             )
             return list(ids)
 
-    async def add_tokens(self, team_id: str, day: str, tokens: int) -> None:
-        """Add to a workspace's count for the day in one statement, so replicas never race."""
-        insert = _dialect_insert(self._engine.dialect.name)
-        statement = insert(TokenUsage).values(team_id=team_id, day=day, tokens=tokens)
-        statement = statement.on_conflict_do_update(
-            index_elements=[TokenUsage.team_id, TokenUsage.day],
-            set_={"tokens": TokenUsage.tokens + statement.excluded.tokens},
-        )
-        async with self._sessions.begin() as session:
-            await session.execute(statement)
-
     async def tokens_used(self, team_id: str, day: str) -> int:
         async with self._sessions() as session:
             row = await session.get(TokenUsage, (team_id, day))
@@ -334,13 +427,12 @@ class Store:
 
     async def set_continuation_ts(self, request_id: str, continuation_ts: Sequence[str]) -> None:
         """The answer's further messages, so a resumed request updates them instead of reposting."""
-        await self._update(request_id, continuation_ts=",".join(continuation_ts))
-
-    async def set_thread_ts(self, request_id: str, thread_ts: str) -> None:
-        await self._update(request_id, thread_ts=thread_ts)
-
-    async def set_reply_ts(self, request_id: str, reply_ts: str) -> None:
-        await self._update(request_id, reply_ts=reply_ts)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Request)
+                .where(Request.id == request_id)
+                .values(continuation_ts=",".join(continuation_ts), updated_at=_now())
+            )
 
     async def find_thread(
         self, team_id: str, channel_id: str, thread_ts: str
@@ -356,54 +448,112 @@ class Store:
             return _thread_record(row) if row else None
 
     async def open_thread(
-        self, team_id: str, channel_id: str, thread_ts: str, persona: str
+        self,
+        team_id: str,
+        channel_id: str,
+        thread_ts: str,
+        persona: str,
+        *,
+        request_id: str | None = None,
     ) -> ThreadRecord:
-        """The thread's record, created with this persona unless it exists already."""
-        try:
-            async with self._sessions.begin() as session:
-                row = Thread(
-                    team_id=team_id,
-                    channel_id=channel_id,
-                    thread_ts=thread_ts,
-                    persona=persona,
-                    created_at=_now(),
-                )
-                session.add(row)
-            return _thread_record(row)
-        except IntegrityError:
-            existing = await self.find_thread(team_id, channel_id, thread_ts)
-            assert existing is not None
-            return existing
+        """The thread's record, created with this persona unless it exists already.
 
-    async def add_turn(
-        self, thread_id: int, request_id: str, question: str, answer: Answer
+        With `request_id`, also records that the request's question is the thread's first
+        message (a slash command's, just posted), so a resumed request never posts it again.
+        """
+        insert_thread = _dialect_insert(self._engine.dialect.name)(Thread).values(
+            team_id=team_id,
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            persona=persona,
+            created_at=_now(),
+        )
+        async with self._sessions.begin() as session:
+            if request_id is not None:
+                await session.execute(
+                    update(Request)
+                    .where(Request.id == request_id)
+                    .values(thread_ts=thread_ts, updated_at=_now())
+                )
+            await session.execute(insert_thread.on_conflict_do_nothing())
+            row = await session.scalar(
+                select(Thread).where(
+                    Thread.team_id == team_id,
+                    Thread.channel_id == channel_id,
+                    Thread.thread_ts == thread_ts,
+                )
+            )
+            assert row is not None
+            return _thread_record(row)
+
+    async def memory(self, thread_id: int, team_id: str, channel_id: str) -> ThreadMemory:
+        """What answering in a thread starts from, read together: its answered questions
+        (oldest first), the channel's links, and what earlier questions read."""
+        async with self._sessions() as session:
+            turns = await session.scalars(
+                select(ThreadTurn).where(ThreadTurn.thread_id == thread_id).order_by(ThreadTurn.id)
+            )
+            history = [
+                Turn(question=row.question, answer=Answer.model_validate_json(row.answer_json))
+                for row in turns
+            ]
+            return ThreadMemory(
+                history=history,
+                links=await self._links(session, team_id, channel_id),
+                cached=await self._cached_context(session, thread_id),
+            )
+
+    async def record_gathered(
+        self, request_id: str, thread_id: int, fetched: Mapping[str, Sequence[Fetched]]
     ) -> None:
-        """Remember a request's answer; a resumed request's new answer replaces its old one."""
-        insert = _dialect_insert(self._engine.dialect.name)
-        statement = insert(ThreadTurn).values(
+        """Keep what was read (already redacted) for the thread's follow-ups, and move the
+        request on to thinking."""
+        now = _now()
+        async with self._sessions.begin() as session:
+            rows = [
+                {
+                    "thread_id": thread_id,
+                    "reference": reference,
+                    "source": one.item.source,
+                    "title": one.item.title,
+                    "text": one.item.text,
+                    "priority": one.priority,
+                    "revision": one.revision,
+                    "fetched_at": now,
+                }
+                for reference, items in fetched.items()
+                for one in items
+            ]
+            if rows:
+                await session.execute(insert(ContextCacheEntry), rows)
+            await self._transition(session, request_id, "thinking")
+
+    async def record_answer(
+        self, request: RequestRecord, thread_id: int, answer: Answer, *, day: str, tokens: int
+    ) -> None:
+        """Remember the request's answer in its thread (a resumed request's new answer replaces
+        its old one) and count its tokens for the workspace's day, in one statement each so
+        that replicas never race."""
+        dialect_insert = _dialect_insert(self._engine.dialect.name)
+        turn = dialect_insert(ThreadTurn).values(
             thread_id=thread_id,
-            request_id=request_id,
-            question=question,
+            request_id=request.id,
+            question=request.question,
             answer_json=answer.model_dump_json(),
             created_at=_now(),
         )
-        statement = statement.on_conflict_do_update(
+        turn = turn.on_conflict_do_update(
             index_elements=[ThreadTurn.request_id],
-            set_={"answer_json": statement.excluded.answer_json},
+            set_={"answer_json": turn.excluded.answer_json},
+        )
+        usage = dialect_insert(TokenUsage).values(team_id=request.team_id, day=day, tokens=tokens)
+        usage = usage.on_conflict_do_update(
+            index_elements=[TokenUsage.team_id, TokenUsage.day],
+            set_={"tokens": TokenUsage.tokens + usage.excluded.tokens},
         )
         async with self._sessions.begin() as session:
-            await session.execute(statement)
-
-    async def history(self, thread_id: int) -> list[Turn]:
-        """The thread's answered questions, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ThreadTurn).where(ThreadTurn.thread_id == thread_id).order_by(ThreadTurn.id)
-            )
-            return [
-                Turn(question=row.question, answer=Answer.model_validate_json(row.answer_json))
-                for row in rows
-            ]
+            await session.execute(turn)
+            await session.execute(usage)
 
     async def record_feedback(self, request_id: str, user_id: str, vote: Vote) -> None:
         async with self._sessions.begin() as session:
@@ -466,55 +616,51 @@ class Store:
     async def links(self, team_id: str, channel_id: str) -> list[LinkRecord]:
         """This channel's links only: a repository linked elsewhere is never read here."""
         async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ChannelLink)
-                .where(ChannelLink.team_id == team_id, ChannelLink.channel_id == channel_id)
-                .order_by(ChannelLink.kind, ChannelLink.target)
-            )
-            return [LinkRecord(kind=row.kind, target=row.target) for row in rows]  # type: ignore[arg-type]
+            return await self._links(session, team_id, channel_id)
 
-    async def cached_context(self, thread_id: int) -> dict[str, list[Fetched]]:
+    @staticmethod
+    async def _links(session: AsyncSession, team_id: str, channel_id: str) -> list[LinkRecord]:
+        rows = await session.scalars(
+            select(ChannelLink)
+            .where(ChannelLink.team_id == team_id, ChannelLink.channel_id == channel_id)
+            .order_by(ChannelLink.kind, ChannelLink.target)
+        )
+        return [LinkRecord(kind=row.kind, target=row.target) for row in rows]  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _cached_context(session: AsyncSession, thread_id: int) -> dict[str, list[Fetched]]:
         """What earlier questions in the thread read, by reference, in the order it was read."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ContextCacheEntry)
-                .where(ContextCacheEntry.thread_id == thread_id)
-                .order_by(ContextCacheEntry.id)
-            )
-            cached: dict[str, list[Fetched]] = {}
-            for row in rows:
-                item = ContextItem(source=row.source, title=row.title, text=row.text)
-                fetched = Fetched(item=item, priority=row.priority, revision=row.revision)
-                cached.setdefault(row.reference, []).append(fetched)
-            return cached
-
-    async def cache_context(self, thread_id: int, fetched: Mapping[str, Sequence[Fetched]]) -> None:
-        """Keep what was read (already redacted) so follow-ups need not fetch it again."""
-        now = _now()
-        async with self._sessions.begin() as session:
-            for reference, items in fetched.items():
-                for one in items:
-                    session.add(
-                        ContextCacheEntry(
-                            thread_id=thread_id,
-                            reference=reference,
-                            source=one.item.source,
-                            title=one.item.title,
-                            text=one.item.text,
-                            priority=one.priority,
-                            revision=one.revision,
-                            fetched_at=now,
-                        )
-                    )
+        rows = await session.scalars(
+            select(ContextCacheEntry)
+            .where(ContextCacheEntry.thread_id == thread_id)
+            .order_by(ContextCacheEntry.id)
+        )
+        cached: dict[str, list[Fetched]] = {}
+        for row in rows:
+            item = ContextItem(source=row.source, title=row.title, text=row.text)
+            fetched = Fetched(item=item, priority=row.priority, revision=row.revision)
+            cached.setdefault(row.reference, []).append(fetched)
+        return cached
 
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)
 
-    async def _update(self, request_id: str, **values: Any) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Request).where(Request.id == request_id).values(**values, updated_at=_now())
-            )
+
+def _new_record(new: NewRequest) -> RequestRecord:
+    return RequestRecord(
+        **asdict(new),
+        id=uuid.uuid4().hex,
+        state="received",
+        error=None,
+        reply_ts=None,
+        continuation_ts=(),
+        attempts=1,
+    )
+
+
+def _advisory_key(name: str) -> int:
+    """A stable 64-bit key for PostgreSQL's advisory locks (`hash()` differs per process)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
 
 
 def _dialect_insert(dialect: str) -> Any:
@@ -537,7 +683,16 @@ def _create_engine(database_url: str) -> AsyncEngine:
         )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": _DATABASE_TIMEOUT_SECONDS})
+    # One connection: SQLite writes one transaction at a time anyway, and a second connection
+    # waiting for the first sleeps in SQLite's busy handler (up to 100 ms at a time) instead of
+    # queueing in order; nor can a transaction then fail to turn from reading to writing.
+    engine = create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=_DATABASE_TIMEOUT_SECONDS,
+        connect_args={"timeout": _DATABASE_TIMEOUT_SECONDS},
+    )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -545,12 +700,17 @@ def _create_engine(database_url: str) -> AsyncEngine:
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     """WAL lets readers and the writer proceed together; foreign keys are off by default.
 
+    `synchronous=NORMAL` (SQLite's advice for WAL) syncs to disk at checkpoints, not at every
+    commit (about 1 ms each here, most of a question's store time): a crash of the process
+    loses nothing, a power cut may lose the last commits. PostgreSQL is the durable choice.
+
     WAL is a property of the file: when several processes open a new database at once, one
     switches it and the others may find it locked meanwhile, which is fine.
     """
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={_DATABASE_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     with contextlib.suppress(sqlite3.OperationalError):
         cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
