@@ -40,7 +40,7 @@ from bot.slack.render import (
     render_question,
     render_reply,
 )
-from bot.store import RequestRecord, Store
+from bot.store import RequestRecord, Store, ThreadMemory
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,10 @@ NOT_IN_CHANNEL = (
 )
 BUSY = "I'm answering too many questions right now. Please try again in a minute."
 _MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
+# Answers doing their own work (the store, Slack, rendering) at once; the rest wait their turn.
+# asyncio runs ready work in arrival order, not by priority: unbounded, a burst of answers would
+# starve the acks, which must reach Slack within 3 seconds.
+_WORKING_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Responder:
         self._metrics = metrics
         self._concurrency = concurrency
         self._limits = limits
+        self._working = asyncio.Semaphore(_WORKING_AT_ONCE)
 
     async def answer(self, request: RequestRecord, *, response_url: str | None = None) -> None:
         """Run the request to `answered` or `failed`; never leaves a thread silent.
@@ -180,38 +185,44 @@ class Responder:
         except UnknownPersonaError as error:
             await self._store.transition(request.id, "failed", detail=str(error))
             return "failed"
-        thread_ts = request.thread_ts or await self._post_question(request, persona)
-        thread = await self._store.open_thread(
-            request.team_id, request.channel_id, thread_ts, persona.name
-        )
-        reply_ts = await self._show_progress(request, persona, thread_ts)
-        await self._store.transition(request.id, "gathering")
-        gathering_started = time.perf_counter()
-        history = await self._store.history(thread.id)
-        gathered = await self._gather(request, persona, thread.id)
-        self._metrics.context_seconds.observe(time.perf_counter() - gathering_started)
+        async with self._working:
+            thread_ts = request.thread_ts or await self._post_question(request, persona)
+            thread = await self._store.open_thread(
+                request.team_id,
+                request.channel_id,
+                thread_ts,
+                persona.name,
+                request_id=None if request.thread_ts else request.id,
+            )
+            reply_ts = await self._show_progress(request, persona, thread_ts)
+            memory = await self._store.memory(thread.id, request.team_id, request.channel_id)
+        gathered = await self._gather(request, persona, memory)
         try:
-            reply = await self._think(request, persona, history=history, gathered=gathered)
+            reply = await self._think(
+                request, persona, thread.id, history=memory.history, gathered=gathered
+            )
         except _Refused as refused:
             log.warning("request.refused", reason=refused.detail)
             return await self.fail(request, refused.reason, detail=refused.detail)
-        # Remembered before it is shown, so a reply typed the moment it appears sees it.
-        await self._store.add_turn(thread.id, request.id, request.question, reply.answer)
-        first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
-        await self._update(request.channel_id, reply_ts, first)
-        await self._post_continuations(request, thread_ts, rest)
-        await self._store.transition(request.id, "answered")
+        async with self._working:
+            first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
+            await self._update(request.channel_id, reply_ts, first)
+            await self._post_continuations(request, thread_ts, rest)
+            await self._store.transition(request.id, "answered")
         return "answered"
 
     async def _think(
         self,
         request: RequestRecord,
         persona: Persona,
+        thread_id: int,
         *,
         history: Sequence[Turn],
         gathered: Gathered,
     ) -> Reply:
-        """The LLM call, within the workspace's daily budget and the process's concurrency cap."""
+        """The LLM call, within the workspace's daily budget and the process's concurrency cap;
+        its answer is remembered before it is shown, so a reply typed the moment it appears
+        sees it."""
         today = datetime.now(UTC).date().isoformat()
         budget = self._limits.daily_token_budget
         if budget and await self._store.tokens_used(request.team_id, today) >= budget:
@@ -219,7 +230,7 @@ class Responder:
                 f"This workspace has used its daily budget of {budget:,} tokens; "
                 "I can answer again after 00:00 UTC."
             )
-        await self._store.transition(request.id, "thinking")
+        await self._store.record_gathered(request.id, thread_id, gathered.fetched)
         try:
             async with self._concurrency.slot():
                 reply = await self._engine.ask(
@@ -230,23 +241,27 @@ class Responder:
         except AnswerError as error:
             raise _Refused(error.user_message, str(error)) from None
         self._metrics.observe_reply(reply, team_id=request.team_id)
-        await self._store.add_tokens(request.team_id, today, reply.usage.total_tokens)
+        async with self._working:
+            await self._store.record_answer(
+                request, thread_id, reply.answer, day=today, tokens=reply.usage.total_tokens
+            )
         return reply
 
-    async def _gather(self, request: RequestRecord, persona: Persona, thread_id: int) -> Gathered:
-        """Read what the question and the channel's links refer to; keep it for follow-ups."""
-        links = await self._store.links(request.team_id, request.channel_id)
+    async def _gather(
+        self, request: RequestRecord, persona: Persona, memory: ThreadMemory
+    ) -> Gathered:
+        """Read what the question and the channel's links refer to, or the thread read before."""
+        started = time.perf_counter()
         gathered = await self._gatherer.gather(
             text=request.question,
             persona=persona,
             links=Links(
-                repositories=[link.target for link in links if link.kind == "github"],
-                linear_teams=[link.target for link in links if link.kind == "linear"],
+                repositories=[link.target for link in memory.links if link.kind == "github"],
+                linear_teams=[link.target for link in memory.links if link.kind == "linear"],
             ),
-            cached=await self._store.cached_context(thread_id),
+            cached=memory.cached,
         )
-        if gathered.fetched:
-            await self._store.cache_context(thread_id, gathered.fetched)
+        self._metrics.context_seconds.observe(time.perf_counter() - started)
         return gathered
 
     async def _post_question(self, request: RequestRecord, persona: Persona) -> str:
@@ -254,18 +269,17 @@ class Responder:
         message = render_question(
             user_id=request.user_id, persona=persona, question=request.question
         )
-        ts = await self._post(request.channel_id, None, message)
-        await self._store.set_thread_ts(request.id, ts)
-        return ts
+        return await self._post(request.channel_id, None, message)
 
     async def _show_progress(self, request: RequestRecord, persona: Persona, thread_ts: str) -> str:
         """The placeholder the answer replaces; a retried or resumed request reuses its own."""
         progress = render_progress(persona=persona)
         if request.reply_ts:
             await self._update(request.channel_id, request.reply_ts, progress)
+            await self._store.transition(request.id, "gathering")
             return request.reply_ts
         reply_ts = await self._post(request.channel_id, thread_ts, progress)
-        await self._store.set_reply_ts(request.id, reply_ts)
+        await self._store.transition(request.id, "gathering", reply_ts=reply_ts)
         return reply_ts
 
     async def _post_continuations(
