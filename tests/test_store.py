@@ -8,14 +8,15 @@ import json
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.context.models import Fetched
 from bot.core.answer import Answer
 from bot.core.conversation import ContextItem
 from bot.store import LinkRecord, NewRequest, RateLimited, RequestRecord, Store
-from bot.store.tables import Base, RequestTransition
+from bot.store.tables import Base, Claim, Request, RequestTransition
 from tests.fakes.openai_api import VALID_ANSWER
 
 ANSWER = Answer.model_validate(VALID_ANSWER)
@@ -93,6 +94,34 @@ async def test_reopen_failed_wins_once(store):
     results = await asyncio.gather(*(store.reopen_failed(request.id) for _ in range(4)))
     reopened = [r for r in results if r is not None]
     assert len(reopened) == 1 and reopened[0].state == "received" and reopened[0].error is None
+
+
+async def test_a_burst_of_claims_is_written_in_a_few_transactions(store):
+    commits = []
+    event.listen(store._claims_engine.sync_engine, "commit", lambda _: commits.append(1))
+    keys = [f"event:burst{n}" for n in range(200)]
+    results = await asyncio.gather(*(store.claim_request(_new(key)) for key in keys + keys[:20]))
+    records = [r for r in results if r is not None]
+    assert sorted(r.claim_key for r in records) == sorted(keys)  # each once, retries refused
+    assert len({r.id for r in records}) == 200
+    assert 1 <= len(commits) <= 5, "claims waiting together share a transaction"
+    stored = await asyncio.gather(*(store.get_request(r.id) for r in records[::37]))
+    assert all(s is not None and s.state == "received" for s in stored)
+    async with store._sessions() as session:
+        transitions = await session.scalar(select(func.count()).select_from(RequestTransition))
+    assert transitions == 200
+
+
+async def test_a_failed_claim_batch_fails_every_ack_waiting_and_writes_nothing(store):
+    async with store._engine.begin() as connection:
+        await connection.execute(text("DROP TABLE request_transitions"))
+    results = await asyncio.gather(
+        *(store.claim_request(_new(f"event:E{n}")) for n in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(result, DBAPIError) for result in results)
+    async with store._sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Claim)) == 0
+        assert await session.scalar(select(func.count()).select_from(Request)) == 0
 
 
 async def test_thread_ts_and_reply_ts(store):

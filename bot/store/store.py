@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import socket
 import sqlite3
@@ -57,7 +56,8 @@ LinkKind = Literal["github", "linear"]
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _FINAL_STATES = ("answered", "failed")
 _DATABASE_TIMEOUT_SECONDS = 30  # connecting, waiting for a pooled connection, one statement
-_MIGRATION_LOCK = 0x6F69  # "oi": an application-chosen advisory lock key
+_MIGRATION_LOCK = 0x6F69  # "oi": application-chosen advisory lock keys
+_RATE_LOCK = 0x6F6972  # "oir"
 _CLAIM_BATCH = 500  # claims in one transaction, well within SQLite's bound on parameters
 
 
@@ -125,13 +125,24 @@ class ThreadRecord:
 
 
 class Store:
-    """Async access to the database; one engine (and connection pool) per process."""
+    """Async access to the database; one engine (and connection pool) per process.
+
+    Claims have a connection of their own (`claims_engine`): every ack waits for its claim, so
+    claims must not queue behind the answers' work for a connection.
+    """
 
     def __init__(
-        self, engine: AsyncEngine, *, owner: str | None = None, lease_seconds: float = 60
+        self,
+        engine: AsyncEngine,
+        *,
+        claims_engine: AsyncEngine | None = None,
+        owner: str | None = None,
+        lease_seconds: float = 60,
     ) -> None:
         self._engine = engine
+        self._claims_engine = claims_engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._claim_sessions = async_sessionmaker(claims_engine or engine, expire_on_commit=False)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
         self._pending_claims: list[_PendingClaim] = []
@@ -149,11 +160,14 @@ class Store:
         engine = _create_engine(database_url)
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade_to_head)
-        return cls(engine, owner=owner, lease_seconds=lease_seconds)
+        claims_engine = _create_engine(database_url, connections=1)
+        return cls(engine, claims_engine=claims_engine, owner=owner, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
         if self._claim_writer is not None:
             await self._claim_writer
+        if self._claims_engine is not None:
+            await self._claims_engine.dispose()
         await self._engine.dispose()
 
     async def ping(self) -> bool:
@@ -167,7 +181,7 @@ class Store:
     async def claim(self, key: str) -> bool:
         """True for the first claim of `key`, False for every later one (any process)."""
         try:
-            async with self._sessions.begin() as session:
+            async with self._claim_sessions.begin() as session:
                 session.add(Claim(key=key, claimed_at=_now()))
         except IntegrityError:
             return False
@@ -181,8 +195,8 @@ class Store:
 
         With `per_minute`, raises `RateLimited` instead when its author already asked that
         many questions in the last minute, counted in the same transaction as the recording
-        (under PostgreSQL advisory locks per author across replicas), so a burst is never let
-        through. Claims arriving together are written together: see `_write_claims`.
+        (under a PostgreSQL advisory lock across replicas), so a burst is never let through.
+        Claims arriving together are written together: see `_write_claims`.
         """
         pending = _PendingClaim(new, per_minute, asyncio.get_running_loop().create_future())
         self._pending_claims.append(pending)
@@ -216,7 +230,7 @@ class Store:
         self, batch: Sequence[_PendingClaim]
     ) -> list[RequestRecord | RateLimited | None]:
         now = _now()
-        async with self._sessions.begin() as session:
+        async with self._claim_sessions.begin() as session:
             taken = set(
                 await session.scalars(
                     select(Claim.key).where(Claim.key.in_([p.new.claim_key for p in batch]))
@@ -264,14 +278,13 @@ class Store:
     async def _questions_asked(
         self, session: AsyncSession, authors: set[tuple[str, str]], now: datetime
     ) -> defaultdict[tuple[str, str], int]:
-        """Each author's questions in the last minute (under a lock per author on PostgreSQL,
-        taken in a fixed order so that replicas never deadlock)."""
+        """Each author's questions in the last minute. On PostgreSQL, replicas count under one
+        lock, held until the batch is written, so that two never let the same burst through."""
         asked: defaultdict[tuple[str, str], int] = defaultdict(int)
         if not authors:
             return asked
         if self._engine.dialect.name == "postgresql":
-            for key in sorted({_advisory_key(f"{team}:{user}") for team, user in authors}):
-                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RATE_LOCK})
         rows = await session.execute(
             select(Request.team_id, Request.user_id, func.count())
             .where(
@@ -658,22 +671,20 @@ def _new_record(new: NewRequest) -> RequestRecord:
     )
 
 
-def _advisory_key(name: str) -> int:
-    """A stable 64-bit key for PostgreSQL's advisory locks (`hash()` differs per process)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
-
-
 def _dialect_insert(dialect: str) -> Any:
     """The INSERT that knows ON CONFLICT: SQLite's or PostgreSQL's."""
     return sqlite.insert if dialect == "sqlite" else postgresql.insert
 
 
-def _create_engine(database_url: str) -> AsyncEngine:
+def _create_engine(database_url: str, *, connections: int | None = None) -> AsyncEngine:
+    """An engine and its pool: `connections` at most (SQLAlchemy's default pool without)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
+        pool = {} if connections is None else {"pool_size": connections, "max_overflow": 0}
         # pre-ping replaces connections a database restart or a network drop killed
         return create_async_engine(
             url,
+            **pool,
             pool_pre_ping=True,
             pool_timeout=_DATABASE_TIMEOUT_SECONDS,
             connect_args={
@@ -683,9 +694,9 @@ def _create_engine(database_url: str) -> AsyncEngine:
         )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    # One connection: SQLite writes one transaction at a time anyway, and a second connection
-    # waiting for the first sleeps in SQLite's busy handler (up to 100 ms at a time) instead of
-    # queueing in order; nor can a transaction then fail to turn from reading to writing.
+    # One connection an engine: SQLite writes one transaction at a time anyway, and connections
+    # waiting for each other sleep in its busy handler (up to 100 ms at a time) instead of
+    # queueing in order. The store has two: one for claims, one for everything else.
     engine = create_async_engine(
         url,
         pool_size=1,
