@@ -49,10 +49,13 @@ NOT_IN_CHANNEL = (
 )
 BUSY = "I'm answering too many questions right now. Please try again in a minute."
 _MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
-# Answers doing their own work (the store, Slack, rendering) at once; the rest wait their turn.
+# Answers starting at once (posting the question and placeholder, reading the thread), and
+# finishing at once (storing, rendering and posting the answer); the rest wait their turn.
 # asyncio runs ready work in arrival order, not by priority: unbounded, a burst of answers would
-# starve the acks, which must reach Slack within 3 seconds.
-_WORKING_AT_ONCE = 8
+# starve the acks, which must reach Slack within 3 seconds. Two bounds, so that finishing
+# answers never queue behind a burst of new ones.
+_STARTING_AT_ONCE = 4
+_FINISHING_AT_ONCE = 4
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class Responder:
         self._metrics = metrics
         self._concurrency = concurrency
         self._limits = limits
-        self._working = asyncio.Semaphore(_WORKING_AT_ONCE)
+        self._starting = asyncio.Semaphore(_STARTING_AT_ONCE)
+        self._finishing = asyncio.Semaphore(_FINISHING_AT_ONCE)
 
     async def answer(self, request: RequestRecord, *, response_url: str | None = None) -> None:
         """Run the request to `answered` or `failed`; never leaves a thread silent.
@@ -185,7 +189,7 @@ class Responder:
         except UnknownPersonaError as error:
             await self._store.transition(request.id, "failed", detail=str(error))
             return "failed"
-        async with self._working:
+        async with self._starting:
             thread_ts = request.thread_ts or await self._post_question(request, persona)
             thread = await self._store.open_thread(
                 request.team_id,
@@ -204,7 +208,11 @@ class Responder:
         except _Refused as refused:
             log.warning("request.refused", reason=refused.detail)
             return await self.fail(request, refused.reason, detail=refused.detail)
-        async with self._working:
+        async with self._finishing:
+            # Remembered before it is shown, so a reply typed the moment it appears sees it.
+            await self._store.record_answer(
+                request, thread.id, reply.answer, day=_today(), tokens=reply.usage.total_tokens
+            )
             first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
             await self._update(request.channel_id, reply_ts, first)
             await self._post_continuations(request, thread_ts, rest)
@@ -220,12 +228,9 @@ class Responder:
         history: Sequence[Turn],
         gathered: Gathered,
     ) -> Reply:
-        """The LLM call, within the workspace's daily budget and the process's concurrency cap;
-        its answer is remembered before it is shown, so a reply typed the moment it appears
-        sees it."""
-        today = datetime.now(UTC).date().isoformat()
+        """The LLM call, within the workspace's daily budget and the process's concurrency cap."""
         budget = self._limits.daily_token_budget
-        if budget and await self._store.tokens_used(request.team_id, today) >= budget:
+        if budget and await self._store.tokens_used(request.team_id, _today()) >= budget:
             raise _Refused(
                 f"This workspace has used its daily budget of {budget:,} tokens; "
                 "I can answer again after 00:00 UTC."
@@ -241,10 +246,6 @@ class Responder:
         except AnswerError as error:
             raise _Refused(error.user_message, str(error)) from None
         self._metrics.observe_reply(reply, team_id=request.team_id)
-        async with self._working:
-            await self._store.record_answer(
-                request, thread_id, reply.answer, day=today, tokens=reply.usage.total_tokens
-            )
         return reply
 
     async def _gather(
@@ -327,3 +328,8 @@ class Responder:
         await self._client.chat_update(
             channel=channel, ts=ts, text=message.text, blocks=message.blocks
         )
+
+
+def _today() -> str:
+    """The UTC day a workspace's daily token budget counts."""
+    return datetime.now(UTC).date().isoformat()
