@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,25 @@ from typing import Any
 import aiohttp
 
 from bench._fakes import SlowGitHub, SlowLinear, SlowOpenAI, TimedSlack
+from tests.databases import empty_public_schema
 from tests.fakes.slack_requests import signed_headers, slash_command_body
 from tests.faults.harness import environment
 from tests.slack_bot import SIGNING_SECRET
 
 OI_BOT = Path(sys.executable).with_name("oi-bot")
+# A scratch PostgreSQL database to run the bot on instead of SQLite; emptied before every start.
+SCRATCH_POSTGRES_URL = "OI_BENCH_POSTGRES_URL"
 TEAM = "T111"
+
+
+def _database_url(folder: str) -> str:
+    """A fresh SQLite file in `folder`, or the scratch PostgreSQL database, emptied."""
+    url = os.environ.get(SCRATCH_POSTGRES_URL)
+    if not url:
+        return f"sqlite+aiosqlite:///{folder}/oi.sqlite3"
+    with ThreadPoolExecutor(1) as apart:  # the caller may be inside an event loop already
+        apart.submit(asyncio.run, empty_public_schema(url)).result()
+    return url
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,7 @@ class Bot:
         self._folder = tempfile.TemporaryDirectory(prefix="oi-bench-")
         env = environment(fakes.slack, fakes.openai, fakes.github, fakes.linear)
         env.update(BENCH_VARIABLES)
-        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{self._folder.name}/oi.sqlite3"
+        env["DATABASE_URL"] = _database_url(self._folder.name)
         env.update({name: str(value) for name, value in variables.items()})
         self._keep = ("server.started", *keep_events)
         self._events: list[dict[str, Any]] = []
