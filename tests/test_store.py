@@ -126,26 +126,26 @@ async def test_a_failed_claim_batch_fails_every_ack_waiting_and_writes_nothing(s
 
 async def test_thread_ts_and_reply_ts(store):
     request = await store.claim_request(_new(thread_ts=None, kind="command"))
-    thread = await store.open_thread(
+    memory = await store.open_thread(
         "T111", "C111", "1700000000.000200", "backend-engineer", request_id=request.id
     )
     await store.transition(request.id, "gathering", reply_ts="1700000000.000300")
     record = await store.get_request(request.id)
     assert (record.thread_ts, record.reply_ts) == ("1700000000.000200", "1700000000.000300")
-    assert record.state == "gathering" and thread.thread_ts == record.thread_ts
+    assert record.state == "gathering" and memory.thread.thread_ts == record.thread_ts
 
 
 async def test_thread_memory_keeps_persona_and_turns_in_order(store):
     assert await store.find_thread("T111", "C111", "1.0") is None
-    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
-    again = await store.open_thread("T111", "C111", "1.0", "someone-else")
+    thread = (await store.open_thread("T111", "C111", "1.0", "backend-engineer")).thread
+    again = (await store.open_thread("T111", "C111", "1.0", "someone-else")).thread
     assert again == thread and again.persona == "backend-engineer"
     assert await store.find_thread("T111", "C222", "1.0") is None
     for n in (1, 2):
         request = await store.claim_request(_new(f"event:Ev{n}", question=f"question {n}"))
         await store.record_answer(request, thread.id, ANSWER, day="2026-11-26", tokens=10)
     await store.record_answer(request, thread.id, ANSWER, day="2026-11-26", tokens=10)  # resumed
-    history = (await store.memory(thread.id, "T111", "C111")).history
+    history = (await store.open_thread("T111", "C111", "1.0", "backend-engineer")).history
     assert [turn.question for turn in history] == ["question 1", "question 2"]
     assert json.loads(history[0].answer.model_dump_json()) == VALID_ANSWER
 
@@ -192,15 +192,17 @@ async def test_links_are_per_channel(store):
 
 
 async def test_context_cache_is_per_thread_and_keeps_order(store):
-    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    thread = (await store.open_thread("T111", "C111", "1.0", "backend-engineer")).thread
+    await store.add_link("T111", "C111", LinkRecord("github", "acme/infra"), linked_by="W111")
     other = await store.open_thread("T111", "C111", "2.0", "backend-engineer")
     readme = Fetched(ContextItem(source="https://x/readme", title="README", text="hi"), 3, "r1")
     tree = Fetched(ContextItem(source="https://x/tree", title="tree", text="src/"), 2, "r1")
     request = await store.claim_request(_new())
     await store.record_gathered(request.id, thread.id, {"github:acme/payments": [readme, tree]})
-    memory = await store.memory(thread.id, "T111", "C111")
+    memory = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
     assert memory.cached == {"github:acme/payments": [readme, tree]}
-    assert (await store.memory(other.id, "T111", "C111")).cached == {}
+    assert memory.links == other.links == [LinkRecord("github", "acme/infra")]
+    assert (await store.open_thread("T111", "C111", "2.0", "backend-engineer")).cached == {}
     assert (await store.get_request(request.id)).state == "thinking"
 
 
@@ -267,7 +269,7 @@ async def _answered(store, thread, n: int, tokens: int, day: str = "2026-11-26")
 
 
 async def test_daily_tokens(store):
-    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    thread = (await store.open_thread("T111", "C111", "1.0", "backend-engineer")).thread
     await _answered(store, thread, 1, 100)
     await _answered(store, thread, 2, 50)
     await _answered(store, thread, 3, 7, day="2026-11-25")
@@ -276,7 +278,7 @@ async def test_daily_tokens(store):
 
 
 async def test_concurrent_token_counts_never_collide(store, replica):
-    thread = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
+    thread = (await store.open_thread("T111", "C111", "1.0", "backend-engineer")).thread
     await asyncio.gather(*(_answered(s, thread, n, 10) for n, s in enumerate([store, replica] * 5)))
     assert await store.tokens_used("T111", "2026-11-26") == 100
 

@@ -191,7 +191,7 @@ class Responder:
             return "failed"
         async with self._starting:
             thread_ts = request.thread_ts or await self._post_question(request, persona)
-            thread = await self._store.open_thread(
+            memory = await self._store.open_thread(
                 request.team_id,
                 request.channel_id,
                 thread_ts,
@@ -199,7 +199,7 @@ class Responder:
                 request_id=None if request.thread_ts else request.id,
             )
             reply_ts = await self._show_progress(request, persona, thread_ts)
-            memory = await self._store.memory(thread.id, request.team_id, request.channel_id)
+        thread = memory.thread
         gathered = await self._gather(request, persona, memory)
         try:
             reply = await self._think(

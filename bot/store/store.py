@@ -109,19 +109,22 @@ class LinkRecord:
 
 
 @dataclass(frozen=True)
-class ThreadMemory:
-    history: list[Turn]
-    links: list[LinkRecord]
-    cached: dict[str, list[Fetched]]
-
-
-@dataclass(frozen=True)
 class ThreadRecord:
     id: int
     team_id: str
     channel_id: str
     thread_ts: str
     persona: str
+
+
+@dataclass(frozen=True)
+class ThreadMemory:
+    """A thread and what answering in it starts from."""
+
+    thread: ThreadRecord
+    history: list[Turn]
+    links: list[LinkRecord]
+    cached: dict[str, list[Fetched]]
 
 
 class Store:
@@ -468,52 +471,45 @@ class Store:
         persona: str,
         *,
         request_id: str | None = None,
-    ) -> ThreadRecord:
-        """The thread's record, created with this persona unless it exists already.
+    ) -> ThreadMemory:
+        """The thread, created with this persona unless it exists already, and what answering
+        in it starts from: its answered questions (oldest first), the channel's links, and what
+        earlier questions read. A new thread has no history to read.
 
         With `request_id`, also records that the request's question is the thread's first
         message (a slash command's, just posted), so a resumed request never posts it again.
         """
-        insert_thread = _dialect_insert(self._engine.dialect.name)(Thread).values(
-            team_id=team_id,
-            channel_id=channel_id,
-            thread_ts=thread_ts,
-            persona=persona,
-            created_at=_now(),
+        where = (
+            Thread.team_id == team_id,
+            Thread.channel_id == channel_id,
+            Thread.thread_ts == thread_ts,
         )
         async with self._sessions.begin() as session:
+            # reads first: SQLite's write lock is only taken at the first write, for less time
+            row = await session.scalar(select(Thread).where(*where))
+            links = await self._links(session, team_id, channel_id)
+            history = await self._history(session, row.id) if row else []
+            cached = await self._cached_context(session, row.id) if row else {}
             if request_id is not None:
                 await session.execute(
                     update(Request)
                     .where(Request.id == request_id)
                     .values(thread_ts=thread_ts, updated_at=_now())
                 )
-            await session.execute(insert_thread.on_conflict_do_nothing())
-            row = await session.scalar(
-                select(Thread).where(
-                    Thread.team_id == team_id,
-                    Thread.channel_id == channel_id,
-                    Thread.thread_ts == thread_ts,
+            if row is None:
+                created = _dialect_insert(self._engine.dialect.name)(Thread).values(
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    thread_ts=thread_ts,
+                    persona=persona,
+                    created_at=_now(),
                 )
-            )
+                row = await session.scalar(
+                    created.on_conflict_do_nothing().returning(Thread)
+                ) or await session.scalar(select(Thread).where(*where))
             assert row is not None
-            return _thread_record(row)
-
-    async def memory(self, thread_id: int, team_id: str, channel_id: str) -> ThreadMemory:
-        """What answering in a thread starts from, read together: its answered questions
-        (oldest first), the channel's links, and what earlier questions read."""
-        async with self._sessions() as session:
-            turns = await session.scalars(
-                select(ThreadTurn).where(ThreadTurn.thread_id == thread_id).order_by(ThreadTurn.id)
-            )
-            history = [
-                Turn(question=row.question, answer=Answer.model_validate_json(row.answer_json))
-                for row in turns
-            ]
             return ThreadMemory(
-                history=history,
-                links=await self._links(session, team_id, channel_id),
-                cached=await self._cached_context(session, thread_id),
+                thread=_thread_record(row), history=history, links=links, cached=cached
             )
 
     async def record_gathered(
@@ -639,6 +635,16 @@ class Store:
             .order_by(ChannelLink.kind, ChannelLink.target)
         )
         return [LinkRecord(kind=row.kind, target=row.target) for row in rows]  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _history(session: AsyncSession, thread_id: int) -> list[Turn]:
+        rows = await session.scalars(
+            select(ThreadTurn).where(ThreadTurn.thread_id == thread_id).order_by(ThreadTurn.id)
+        )
+        return [
+            Turn(question=row.question, answer=Answer.model_validate_json(row.answer_json))
+            for row in rows
+        ]
 
     @staticmethod
     async def _cached_context(session: AsyncSession, thread_id: int) -> dict[str, list[Fetched]]:
