@@ -13,7 +13,8 @@ import socket
 import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +149,10 @@ class Store:
         self._claim_sessions = async_sessionmaker(claims_engine or engine, expire_on_commit=False)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
+        # SQLite takes one writer at a time. Its busy handler makes the others sleep and poll (up
+        # to 100 ms at a time): this process's writers take turns here instead, woken the
+        # moment the writer before them is done. PostgreSQL takes concurrent writers itself.
+        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._pending_claims: list[_PendingClaim] = []
         self._claim_writer: asyncio.Task[None] | None = None
 
@@ -173,6 +178,22 @@ class Store:
             await self._claims_engine.dispose()
         await self._engine.dispose()
 
+    @asynccontextmanager
+    async def _writing(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[AsyncSession]:
+        """A write transaction, committed at the end (rolled back on an error).
+
+        The connection comes first, then the writer's turn: waiting for a connection is the
+        queue for each engine, so at most one claims batch and one other transaction ever
+        wait for a turn, and claims never wait behind a queue of answers.
+        """
+        async with sessions() as session:
+            await session.connection()
+            async with self._one_writer or contextlib.nullcontext():
+                yield session
+                await session.commit()
+
     async def ping(self) -> bool:
         try:
             async with self._engine.connect() as connection:
@@ -184,7 +205,7 @@ class Store:
     async def claim(self, key: str) -> bool:
         """True for the first claim of `key`, False for every later one (any process)."""
         try:
-            async with self._claim_sessions.begin() as session:
+            async with self._writing(self._claim_sessions) as session:
                 session.add(Claim(key=key, claimed_at=_now()))
         except IntegrityError:
             return False
@@ -233,7 +254,7 @@ class Store:
         self, batch: Sequence[_PendingClaim]
     ) -> list[RequestRecord | RateLimited | None]:
         now = _now()
-        async with self._claim_sessions.begin() as session:
+        async with self._writing(self._claim_sessions) as session:
             taken = set(
                 await session.scalars(
                     select(Claim.key).where(Claim.key.in_([p.new.claim_key for p in batch]))
@@ -325,7 +346,7 @@ class Store:
     ) -> None:
         """Move a request to `state`; a failure's detail is kept as its error. With `reply_ts`,
         also records the placeholder message the answer will replace."""
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             await self._transition(session, request_id, state, detail=detail, reply_ts=reply_ts)
 
     async def _transition(
@@ -356,7 +377,7 @@ class Store:
         """Failed → received, leased to this process, atomically: of two clicks on "Try again",
         only one wins. Attempts start again: a person asked for a new try."""
         now = _now()
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             result = await session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.state == "failed")
@@ -381,7 +402,7 @@ class Store:
     async def acquire(self, request_id: str) -> RequestRecord | None:
         """Take over an unfinished request whose lease is free or expired; counts an attempt."""
         now = _now()
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             result = await session.execute(
                 update(Request)
                 .where(
@@ -404,7 +425,7 @@ class Store:
 
     async def renew(self, request_id: str) -> bool:
         """Extend this process's lease; False when it is no longer ours (or the request is done)."""
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             result = await session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.lease_owner == self.owner)
@@ -414,7 +435,7 @@ class Store:
 
     async def release(self, request_id: str) -> None:
         """Hand an unfinished request back at once (shutdown), so another process resumes it."""
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             await session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.lease_owner == self.owner)
@@ -443,7 +464,7 @@ class Store:
 
     async def set_continuation_ts(self, request_id: str, continuation_ts: Sequence[str]) -> None:
         """The answer's further messages, so a resumed request updates them instead of reposting."""
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             await session.execute(
                 update(Request)
                 .where(Request.id == request_id)
@@ -484,7 +505,7 @@ class Store:
             Thread.channel_id == channel_id,
             Thread.thread_ts == thread_ts,
         )
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             # reads first: SQLite's write lock is only taken at the first write, for less time
             row = await session.scalar(select(Thread).where(*where))
             links = await self._links(session, team_id, channel_id)
@@ -518,7 +539,7 @@ class Store:
         """Keep what was read (already redacted) for the thread's follow-ups, and move the
         request on to thinking."""
         now = _now()
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             rows = [
                 {
                     "thread_id": thread_id,
@@ -560,12 +581,12 @@ class Store:
             index_elements=[TokenUsage.team_id, TokenUsage.day],
             set_={"tokens": TokenUsage.tokens + usage.excluded.tokens},
         )
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             await session.execute(turn)
             await session.execute(usage)
 
     async def record_feedback(self, request_id: str, user_id: str, vote: Vote) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             await session.merge(
                 Feedback(request_id=request_id, user_id=user_id, vote=vote, updated_at=_now())
             )
@@ -576,7 +597,7 @@ class Store:
             return {row.user_id: row.vote for row in rows}  # type: ignore[misc]
 
     async def set_channel_persona(self, team_id: str, channel_id: str, persona: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             await session.merge(
                 ChannelSettings(
                     team_id=team_id,
@@ -604,14 +625,14 @@ class Store:
             created_at=_now(),
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._writing(self._sessions) as session:
                 session.add(row)
         except IntegrityError:
             return False
         return True
 
     async def remove_link(self, team_id: str, channel_id: str, link: LinkRecord) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._writing(self._sessions) as session:
             result = await session.execute(
                 delete(ChannelLink).where(
                     ChannelLink.team_id == team_id,
