@@ -9,6 +9,7 @@ mention or ping anyone. https://docs.slack.dev/reference/block-kit/blocks
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -305,7 +306,7 @@ def _truncate(text: str, limit: int) -> str:
     return text[: _cut_point(text, limit - 1)].rstrip() + "…"
 
 
-def _message(text: str, blocks: list[Block]) -> SlackMessage:
+def _message(text: str, blocks: Sequence[Block]) -> SlackMessage:
     """`to_dict()` runs slack_sdk's validators, so a broken limit fails here, not at Slack."""
     return SlackMessage(
         text=_truncate(text, _MESSAGE_TEXT_MAX), blocks=[block.to_dict() for block in blocks]

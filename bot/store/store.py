@@ -18,13 +18,13 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, delete, event, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -238,6 +238,7 @@ class Store:
         while self._pending_claims:
             batch = self._pending_claims[:_CLAIM_BATCH]
             del self._pending_claims[:_CLAIM_BATCH]
+            outcomes: Sequence[RequestRecord | RateLimited | Exception | None]
             try:
                 outcomes = await self._claim_batch(batch)
             except Exception as error:  # the database failed: each waiting ack sees why
@@ -390,7 +391,7 @@ class Store:
                     updated_at=now,
                 )
             )
-            if result.rowcount != 1:
+            if _rowcount(result) != 1:
                 return None
             session.add(
                 RequestTransition(request_id=request_id, state="received", detail="retry", at=now)
@@ -417,7 +418,7 @@ class Store:
                     updated_at=now,
                 )
             )
-            if result.rowcount != 1:
+            if _rowcount(result) != 1:
                 return None
             row = await session.get(Request, request_id)
             assert row is not None
@@ -431,7 +432,7 @@ class Store:
                 .where(Request.id == request_id, Request.lease_owner == self.owner)
                 .values(lease_expires_at=self._lease_end(_now()))
             )
-            return bool(result.rowcount)
+            return bool(_rowcount(result))
 
     async def release(self, request_id: str) -> None:
         """Hand an unfinished request back at once (shutdown), so another process resumes it."""
@@ -641,7 +642,7 @@ class Store:
                     ChannelLink.target == link.target,
                 )
             )
-            return bool(result.rowcount)
+            return bool(_rowcount(result))
 
     async def links(self, team_id: str, channel_id: str) -> list[LinkRecord]:
         """This channel's links only: a repository linked elsewhere is never read here."""
@@ -696,6 +697,11 @@ def _new_record(new: NewRequest) -> RequestRecord:
         continuation_ts=(),
         attempts=1,
     )
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (SQLAlchemy types its cursor result as a plain one)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _dialect_insert(dialect: str) -> Any:
