@@ -163,7 +163,7 @@ class BotServer:
             )
             await self._socket_mode.connect_async()
         # What start-up built lives as long as the process: out of the collector's sight, its
-        # full collections stop pausing everything (acks included) for 50–150 ms under load.
+        # full collections stop pausing everything (acks included) for 30–170 ms under load.
         gc.freeze()
         self._accepting = True
         self._resumer = asyncio.create_task(self._resume_forever(), name="resumer")
