@@ -37,6 +37,8 @@ OI_BOT = Path(sys.executable).with_name("oi-bot")
 # A scratch PostgreSQL database to run the bot on instead of SQLite; emptied before every start.
 SCRATCH_POSTGRES_URL = "OI_BENCH_POSTGRES_URL"
 TEAM = "T111"
+# The question the load benchmarks ask, with no references to read.
+QUESTION = "review the retry design: we retry POST /charges 3 times on timeout"
 
 
 def _database_url(folder: str) -> str:

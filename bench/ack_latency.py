@@ -19,6 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (  # noqa: E402
+    QUESTION,
     Latency,
     answers_by_channel,
     channel_of,
@@ -34,8 +35,6 @@ from bench._harness import (  # noqa: E402
     slash_question,
     wait_until,
 )
-
-QUESTION = "review the retry design: we retry POST /charges 3 times on timeout"
 
 
 async def one_rate(rate: float, seconds: float, latency: Latency) -> dict:

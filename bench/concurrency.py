@@ -20,6 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (  # noqa: E402
+    QUESTION,
     Latency,
     channel_of,
     is_answer,
@@ -36,8 +37,6 @@ from bench._harness import (  # noqa: E402
     slash_question,
     wait_until,
 )
-
-QUESTION = "review the retry design: we retry POST /charges 3 times on timeout"
 
 
 async def run(conversations: int, llm_latency: float, send_rate: float) -> dict:

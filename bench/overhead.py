@@ -20,6 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (  # noqa: E402
+    QUESTION,
     Latency,
     answers_by_channel,
     channel_of,
@@ -38,7 +39,7 @@ from bench._harness import (  # noqa: E402
 
 SCENARIOS = {
     # name: (question, vendor reads on the critical path besides the LLM: (vendor, count))
-    "no references": ("review the retry design: we retry POST /charges 3 times on timeout", ()),
+    "no references": (QUESTION, ()),
     "one Linear ticket": ("is PAY-1 safe to ship with retries on POST /charges?", (("linear", 1),)),
 }
 
