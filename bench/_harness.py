@@ -45,7 +45,7 @@ def _database_url(folder: str) -> str:
     """A fresh SQLite file in `folder`, or the scratch PostgreSQL database, emptied."""
     url = os.environ.get(SCRATCH_POSTGRES_URL)
     if not url:
-        return f"sqlite+aiosqlite:///{folder}/oi.sqlite3"
+        return f"sqlite:///{folder}/oi.sqlite3"
     with ThreadPoolExecutor(1) as apart:  # the caller may be inside an event loop already
         apart.submit(asyncio.run, empty_public_schema(url)).result()
     return url

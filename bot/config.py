@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     linear_api_key: SecretStr | None = None
     linear_api_url: str = "https://api.linear.app/graphql"
 
-    database_url: str = "sqlite+aiosqlite:///data/oi.sqlite3"
+    database_url: str = "sqlite:///data/oi.sqlite3"
     port: int = Field(default=3000, ge=0, le=65535, description="0 picks a free port.")
 
     log_level: str | None = None

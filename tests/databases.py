@@ -35,4 +35,4 @@ async def empty_public_schema(url: str) -> None:
 
 
 def sqlite_url(folder: Path) -> str:
-    return f"sqlite+aiosqlite:///{folder / 'oi.sqlite3'}"
+    return f"sqlite:///{folder / 'oi.sqlite3'}"

@@ -8,14 +8,14 @@ import json
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.context.models import Fetched
 from bot.core.answer import Answer
 from bot.core.conversation import ContextItem
 from bot.store import LinkRecord, NewRequest, RateLimited, RequestRecord, Store
+from bot.store.database import connect
 from bot.store.tables import Base, Claim, Request, RequestTransition
 from tests.fakes.openai_api import VALID_ANSWER
 
@@ -37,6 +37,12 @@ def _new(claim_key: str = "event:Ev1", **changes) -> NewRequest:
     return NewRequest(**fields)
 
 
+async def _count(store: Store, table: type) -> int:
+    return await store._database.run(
+        lambda session: session.scalar(select(func.count()).select_from(table))
+    )
+
+
 @pytest.fixture
 async def store(database_url):
     opened = await Store.open(database_url)
@@ -45,10 +51,11 @@ async def store(database_url):
 
 
 async def test_migrations_match_the_tables(store):
-    async with store._engine.connect() as connection:
-        diff = await connection.run_sync(
-            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+    diff = await store._database.run(
+        lambda session: compare_metadata(
+            MigrationContext.configure(session.connection()), Base.metadata
         )
+    )
     assert diff == []
 
 
@@ -76,14 +83,13 @@ async def test_states_and_transitions_are_stored(store):
     await store.transition(request.id, "failed", detail="LLM timeout")
     record = await store.get_request(request.id)
     assert record.state == "failed" and record.error == "LLM timeout"
-    async with store._sessions() as session:
-        states = (
-            await session.scalars(
-                select(RequestTransition.state)
-                .where(RequestTransition.request_id == request.id)
-                .order_by(RequestTransition.id)
-            )
+    states = await store._database.run(
+        lambda session: session.scalars(
+            select(RequestTransition.state)
+            .where(RequestTransition.request_id == request.id)
+            .order_by(RequestTransition.id)
         ).all()
+    )
     assert states == ["received", "gathering", "thinking", "failed"]
 
 
@@ -98,30 +104,37 @@ async def test_reopen_failed_wins_once(store):
 
 async def test_a_burst_of_claims_is_written_in_a_few_transactions(store):
     commits = []
-    event.listen(store._claims_engine.sync_engine, "commit", lambda _: commits.append(1))
+
+    def count(_: object) -> None:
+        commits.append(1)
+
     keys = [f"event:burst{n}" for n in range(200)]
-    results = await asyncio.gather(*(store.claim_request(_new(key)) for key in keys + keys[:20]))
+    event.listen(Engine, "commit", count)  # every engine's, whichever runs the claims
+    try:
+        results = await asyncio.gather(
+            *(store.claim_request(_new(key)) for key in keys + keys[:20])
+        )
+    finally:
+        event.remove(Engine, "commit", count)
     records = [r for r in results if r is not None]
     assert sorted(r.claim_key for r in records) == sorted(keys)  # each once, retries refused
     assert len({r.id for r in records}) == 200
     assert len(commits) <= 5, "220 claims waiting together share a few transactions"
     stored = await asyncio.gather(*(store.get_request(r.id) for r in records[::37]))
     assert all(s is not None and s.state == "received" for s in stored)
-    async with store._sessions() as session:
-        transitions = await session.scalar(select(func.count()).select_from(RequestTransition))
-    assert transitions == 200
+    assert await _count(store, RequestTransition) == 200
 
 
 async def test_a_failed_claim_batch_fails_every_ack_waiting_and_writes_nothing(store):
-    async with store._engine.begin() as connection:
-        await connection.execute(text("DROP TABLE request_transitions"))
+    await store._database.run(
+        lambda session: session.execute(text("DROP TABLE request_transitions"))
+    )
     results = await asyncio.gather(
         *(store.claim_request(_new(f"event:E{n}")) for n in range(5)), return_exceptions=True
     )
     assert all(isinstance(result, DBAPIError) for result in results)
-    async with store._sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Claim)) == 0
-        assert await session.scalar(select(func.count()).select_from(Request)) == 0
+    assert await _count(store, Claim) == 0
+    assert await _count(store, Request) == 0
 
 
 async def test_thread_ts_and_reply_ts(store):
@@ -159,7 +172,7 @@ async def test_feedback_latest_vote_wins(store):
 
 
 async def test_ping_is_false_when_the_database_is_unreachable():
-    store = Store(create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none"))
+    store = Store(connect("postgresql+asyncpg://nobody@127.0.0.1:9/none"))
     assert await store.ping() is False
     await store.close()
 
