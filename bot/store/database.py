@@ -1,12 +1,11 @@
-"""Where the store's transactions run: SQLite in a thread of its own, PostgreSQL on the event loop.
+"""Where the store's transactions run: both SQLite and PostgreSQL from the event loop.
 
 The store's work is plain synchronous SQLAlchemy, a function of a `Session` run as one
 transaction. SQLite's driver is synchronous: through aiosqlite every statement was three or four
 hops between its thread and a busy event loop (~40 a question), so one process answered about 17
-questions a second. Here a whole transaction is one hop, to the thread that owns the one
-connection (SQLite writes one transaction at a time anyway), and claims go first, since every ack
-waits for its claim. asyncpg speaks to PostgreSQL from the event loop itself: there the same
-functions run through SQLAlchemy's greenlet bridge (`AsyncSession.run_sync`).
+questions a second; SQLite work now runs on the loop itself (see `SQLiteDatabase`). asyncpg
+speaks to PostgreSQL from the event loop: there the same functions run through SQLAlchemy's
+greenlet bridge (`AsyncSession.run_sync`), with a connection of its own for claims.
 """
 
 from __future__ import annotations
@@ -14,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import queue
 import sqlite3
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +29,8 @@ T = TypeVar("T")
 Work = Callable[[Session], T]
 
 _TIMEOUT_SECONDS = 30  # connecting, waiting for a pooled connection or SQLite's lock, a statement
-_CLAIMS, _OTHERS, _CLOSING = 0, 1, 2  # the SQLite thread's order of work
+# Pauses before trying a transaction again while another process holds SQLite's write lock.
+_LOCKED_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 class Database(ABC):
@@ -63,7 +61,14 @@ def connect(database_url: str) -> Database:
 
 
 class SQLiteDatabase(Database):
-    """One connection, owned by one thread that runs the transactions in turn, claims first."""
+    """One connection, used from the event loop itself, one transaction at a time.
+
+    A transaction here is a fraction of a millisecond of work on a local file, less than handing
+    it to a thread costs once the loop is busy: a thread waits for the GIL at every statement
+    (up to 5 ms each). Only another process holding SQLite's write lock would make the loop
+    wait, so the wait is not SQLite's own (which would block the loop): a locked transaction is
+    rolled back and tried again after an asynchronous pause, for up to 30 seconds.
+    """
 
     dialect = "sqlite"
 
@@ -74,41 +79,26 @@ class SQLiteDatabase(Database):
             url.set(drivername="sqlite"),  # `sqlite+aiosqlite://` URLs name the same file
             pool_size=1,
             max_overflow=0,
-            connect_args={"timeout": _TIMEOUT_SECONDS},
+            connect_args={"timeout": 0},  # locked: say so at once, see `run`
         )
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._work: queue.PriorityQueue[tuple[int, int, Work[Any] | None, Future[Any] | None]]
-        self._work = queue.PriorityQueue()
-        self._order = itertools.count()  # first come, first served within a priority
-        self._thread = threading.Thread(target=self._serve, name="oi-sqlite", daemon=True)
-        self._thread.start()
 
     async def run(self, work: Work[T], *, claims: bool = False) -> T:
-        done: Future[T] = Future()
-        self._work.put((_CLAIMS if claims else _OTHERS, next(self._order), work, done))
-        # Cancelled before its turn, the work is skipped; once started, it runs to its end.
-        return await asyncio.wrap_future(done)
-
-    async def close(self) -> None:
-        """After the work already waiting; the connection is closed by the thread that owns it."""
-        self._work.put((_CLOSING, next(self._order), None, None))
-        await asyncio.to_thread(self._thread.join)
-
-    def _serve(self) -> None:
+        pauses = itertools.chain(_LOCKED_PAUSES, itertools.repeat(_LOCKED_PAUSES[-1]))
+        waited = 0.0
         while True:
-            _, _, work, done = self._work.get()
-            if work is None or done is None:
-                break
-            if not done.set_running_or_notify_cancel():
-                continue
             try:
                 with self._sessions() as session, session.begin():
-                    result = work(session)
-            except BaseException as error:  # delivered to the caller, as if raised there
-                done.set_exception(error)
-            else:
-                done.set_result(result)
+                    return work(session)
+            except OperationalError as error:
+                if not _locked(error) or waited >= _TIMEOUT_SECONDS:
+                    raise
+            pause = next(pauses)
+            await asyncio.sleep(pause)
+            waited += pause
+
+    async def close(self) -> None:
         self.engine.dispose()
 
 
@@ -145,6 +135,12 @@ def _server_engine(url: URL, *, connections: int | None = None) -> AsyncEngine:
     )
 
 
+def _locked(error: OperationalError) -> bool:
+    """SQLite's "database is locked" (SQLITE_BUSY, and its extended codes)."""
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     """WAL lets readers and the writer proceed together; foreign keys are off by default.
 
@@ -156,7 +152,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     switches it and the others may find it locked meanwhile, which is fine.
     """
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={_TIMEOUT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     with contextlib.suppress(sqlite3.OperationalError):
