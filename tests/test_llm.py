@@ -98,7 +98,7 @@ async def test_5xx_retries_are_bounded_then_a_typed_failure(fake_openai):
 
 async def test_hang_hits_the_timeout(fake_openai):
     fake_openai.script(openai_api.hang())
-    with pytest.raises(LLMTimeoutError):
+    with pytest.raises(LLMTimeoutError, match="the request timed out"):
         await _ask(_client(fake_openai, timeout_seconds=0.3, max_retries=0))
     assert len(fake_openai.requests) == 1
 
