@@ -21,9 +21,20 @@ from typing import Any, Literal, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.engine import CursorResult, Result, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +43,7 @@ from bot.core.answer import Answer
 from bot.core.conversation import ContextItem, Turn
 from bot.store.database import Database, connect
 from bot.store.tables import (
+    Base,
     ChannelLink,
     ChannelSettings,
     Claim,
@@ -55,6 +67,32 @@ _MIGRATION_LOCK = 0x6F69  # "oi": application-chosen advisory lock keys
 _RATE_LOCK = 0x6F6972  # "oir"
 _CLAIM_BATCH = 500  # claims in one transaction, well within SQLite's bound on parameters
 _Row = TypeVar("_Row")
+
+
+def _table(entity: type[Base]) -> Table:
+    return cast(Table, entity.__table__)
+
+
+# What every question runs, built once and run with its values: building and keying a statement,
+# and the ORM's bookkeeping around it, took longer than SQLite takes to run it.
+_requests, _threads, _links_table = _table(Request), _table(Thread), _table(ChannelLink)
+_SET_REQUEST = update(_requests).where(_requests.c.id == bindparam("request_id"))
+_ADD_REQUESTS = insert(_requests)
+_ADD_TRANSITIONS = insert(_table(RequestTransition))
+_ADD_CACHE_ENTRIES = insert(_table(ContextCacheEntry))
+_THREAD = select(_threads).where(
+    _threads.c.team_id == bindparam("team_id"),
+    _threads.c.channel_id == bindparam("channel_id"),
+    _threads.c.thread_ts == bindparam("thread_ts"),
+)
+_LINKS = (
+    select(_links_table.c.kind, _links_table.c.target)
+    .where(
+        _links_table.c.team_id == bindparam("team_id"),
+        _links_table.c.channel_id == bindparam("channel_id"),
+    )
+    .order_by(_links_table.c.kind, _links_table.c.target)
+)
 
 
 class RateLimited(Exception):
@@ -99,6 +137,29 @@ class _PendingClaim:
 
 
 @dataclass(frozen=True)
+class _Upserts:
+    """The dialect's INSERT … ON CONFLICT statements, built once per store."""
+
+    add_thread: Any  # returns the new thread's row, or none when it exists already
+    remember_turn: Any  # a resumed request's new answer replaces its old one
+    add_tokens: Any  # adds to the workspace's day, in one statement so that replicas never race
+
+    @classmethod
+    def build(cls, dialect_insert: Any) -> _Upserts:
+        turn, usage = dialect_insert(_table(ThreadTurn)), dialect_insert(_table(TokenUsage))
+        return cls(
+            add_thread=dialect_insert(_threads).on_conflict_do_nothing().returning(_threads),
+            remember_turn=turn.on_conflict_do_update(
+                index_elements=["request_id"], set_={"answer_json": turn.excluded.answer_json}
+            ),
+            add_tokens=usage.on_conflict_do_update(
+                index_elements=["team_id", "day"],
+                set_={"tokens": usage.table.c.tokens + usage.excluded.tokens},
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class LinkRecord:
     kind: LinkKind
     target: str
@@ -131,6 +192,7 @@ class Store:
     ) -> None:
         self._database = database
         self._insert = sqlite.insert if database.dialect == "sqlite" else postgresql.insert
+        self._upserts = _Upserts.build(self._insert)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
         self._pending_claims: list[_PendingClaim] = []
@@ -256,10 +318,13 @@ class Store:
             for o in outcomes
         ]
         if records:
-            session.execute(insert(Request), [self._request_row(r, now) for r in records])
+            session.execute(_ADD_REQUESTS, [self._request_row(r, now) for r in records])
             session.execute(
-                insert(RequestTransition),
-                [{"request_id": r.id, "state": "received", "at": now} for r in records],
+                _ADD_TRANSITIONS,
+                [
+                    {"request_id": r.id, "state": "received", "detail": None, "at": now}
+                    for r in records
+                ],
             )
         return outcomes
 
@@ -430,7 +495,7 @@ class Store:
         self, team_id: str, channel_id: str, thread_ts: str
     ) -> ThreadRecord | None:
         def work(session: Session) -> ThreadRecord | None:
-            row = session.scalar(select(Thread).where(*_thread_key(team_id, channel_id, thread_ts)))
+            row = session.execute(_THREAD, _thread_key(team_id, channel_id, thread_ts)).first()
             return _thread_record(row) if row else None
 
         return await self._database.run(work)
@@ -455,27 +520,21 @@ class Store:
 
         def work(session: Session) -> ThreadMemory:
             # reads first: SQLite's write lock is only taken at the first write, for less time
-            row = session.scalar(select(Thread).where(*key))
+            row = session.execute(_THREAD, key).first()
             links = _links(session, team_id, channel_id)
             history = _history(session, row.id) if row else []
             cached = _cached_context(session, row.id) if row else {}
             if request_id is not None:
                 session.execute(
-                    update(Request)
-                    .where(Request.id == request_id)
-                    .values(thread_ts=thread_ts, updated_at=_now())
+                    _SET_REQUEST,
+                    {"request_id": request_id, "thread_ts": thread_ts, "updated_at": _now()},
                 )
             if row is None:
-                created = self._insert(Thread).values(
-                    team_id=team_id,
-                    channel_id=channel_id,
-                    thread_ts=thread_ts,
-                    persona=persona,
-                    created_at=_now(),
+                created = {**key, "persona": persona, "created_at": _now()}
+                row = (
+                    session.execute(self._upserts.add_thread, created).first()
+                    or session.execute(_THREAD, key).first()
                 )
-                row = session.scalar(
-                    created.on_conflict_do_nothing().returning(Thread)
-                ) or session.scalar(select(Thread).where(*key))
             return ThreadMemory(
                 thread=_thread_record(_one(row)), history=history, links=links, cached=cached
             )
@@ -505,7 +564,7 @@ class Store:
                 for one in items
             ]
             if rows:
-                session.execute(insert(ContextCacheEntry), rows)
+                session.execute(_ADD_CACHE_ENTRIES, rows)
             _transition(session, request_id, "thinking")
 
         await self._database.run(work)
@@ -516,26 +575,18 @@ class Store:
         """Remember the request's answer in its thread (a resumed request's new answer replaces
         its old one) and count its tokens for the workspace's day, in one statement each so
         that replicas never race."""
-        turn = self._insert(ThreadTurn).values(
-            thread_id=thread_id,
-            request_id=request.id,
-            question=request.question,
-            answer_json=answer.model_dump_json(),
-            created_at=_now(),
-        )
-        turn = turn.on_conflict_do_update(
-            index_elements=[ThreadTurn.request_id],
-            set_={"answer_json": turn.excluded.answer_json},
-        )
-        usage = self._insert(TokenUsage).values(team_id=request.team_id, day=day, tokens=tokens)
-        usage = usage.on_conflict_do_update(
-            index_elements=[TokenUsage.team_id, TokenUsage.day],
-            set_={"tokens": TokenUsage.tokens + usage.excluded.tokens},
-        )
+        turn = {
+            "thread_id": thread_id,
+            "request_id": request.id,
+            "question": request.question,
+            "answer_json": answer.model_dump_json(),
+            "created_at": _now(),
+        }
+        usage = {"team_id": request.team_id, "day": day, "tokens": tokens}
 
         def work(session: Session) -> None:
-            session.execute(turn)
-            session.execute(usage)
+            session.execute(self._upserts.remember_turn, turn)
+            session.execute(self._upserts.add_tokens, usage)
 
         await self._database.run(work)
 
@@ -627,27 +678,19 @@ def _transition(
         values.update(lease_owner=None, lease_expires_at=None)
     if reply_ts is not None:
         values["reply_ts"] = reply_ts
-    session.execute(update(Request).where(Request.id == request_id).values(values))
+    session.execute(_SET_REQUEST, {"request_id": request_id, **values})
     session.execute(
-        insert(RequestTransition).values(request_id=request_id, state=state, detail=detail, at=now)
+        _ADD_TRANSITIONS, {"request_id": request_id, "state": state, "detail": detail, "at": now}
     )
 
 
-def _thread_key(team_id: str, channel_id: str, thread_ts: str) -> tuple[ColumnElement[bool], ...]:
-    return (
-        Thread.team_id == team_id,
-        Thread.channel_id == channel_id,
-        Thread.thread_ts == thread_ts,
-    )
+def _thread_key(team_id: str, channel_id: str, thread_ts: str) -> dict[str, str]:
+    return {"team_id": team_id, "channel_id": channel_id, "thread_ts": thread_ts}
 
 
 def _links(session: Session, team_id: str, channel_id: str) -> list[LinkRecord]:
-    rows = session.scalars(
-        select(ChannelLink)
-        .where(ChannelLink.team_id == team_id, ChannelLink.channel_id == channel_id)
-        .order_by(ChannelLink.kind, ChannelLink.target)
-    )
-    return [LinkRecord(kind=row.kind, target=row.target) for row in rows]  # type: ignore[arg-type]
+    rows = session.execute(_LINKS, {"team_id": team_id, "channel_id": channel_id})
+    return [LinkRecord(kind=row.kind, target=row.target) for row in rows]
 
 
 def _history(session: Session, thread_id: int) -> list[Turn]:
@@ -721,5 +764,5 @@ def _request_record(row: Request) -> RequestRecord:
     return RequestRecord(**values)
 
 
-def _thread_record(row: Thread) -> ThreadRecord:
+def _thread_record(row: Row[Any]) -> ThreadRecord:
     return ThreadRecord(**{field.name: getattr(row, field.name) for field in fields(ThreadRecord)})
