@@ -122,6 +122,20 @@ async def test_truncated_answer(fake_openai):
     assert len(fake_openai.requests) == 1
 
 
+async def test_content_filter_is_an_honest_refusal(fake_openai):
+    fake_openai.script(openai_api.content_reply(None, finish_reason="content_filter"))
+    with pytest.raises(LLMRefusalError, match="content filter"):
+        await _ask(_client(fake_openai))
+    assert len(fake_openai.requests) == 1
+
+
+async def test_an_empty_reply_is_asked_again_then_a_clear_failure(fake_openai):
+    fake_openai.script(openai_api.content_reply(None), openai_api.content_reply(""))
+    with pytest.raises(LLMInvalidOutputError, match="the reply was empty"):
+        await _ask(_client(fake_openai))
+    assert len(fake_openai.requests) == 2
+
+
 async def test_invalid_output_is_repaired_once(fake_openai):
     wrong = {k: v for k, v in VALID_ANSWER.items() if k != "risks"}
     fake_openai.script(openai_api.answer(wrong), openai_api.answer())
