@@ -39,8 +39,9 @@ from github.GithubException import (
 from github.GithubObject import NotSet
 from github.Issue import Issue
 from github.NamedUser import NamedUser
+from github.Organization import Organization
 from github.Repository import Repository
-from urllib3 import BaseHTTPResponse, Retry
+from urllib3 import HTTPResponse, Retry
 
 from bot.config import ConfigError, Settings
 from bot.context.models import (
@@ -238,7 +239,7 @@ class _Retry(github.GithubRetry):
         self,
         method: str | None = None,
         url: str | None = None,
-        response: BaseHTTPResponse | None = None,
+        response: HTTPResponse | None = None,
         error: Exception | None = None,
         _pool: Any = None,
         _stacktrace: Any = None,
@@ -424,7 +425,7 @@ def _fetched(source: str, title: str, text: str, priority: int, revision: str) -
     return Fetched(item=item, priority=priority, revision=revision)
 
 
-def _login(user: NamedUser | None) -> str:
+def _login(user: NamedUser | Organization | None) -> str:
     return user.login if user is not None else "(deleted user)"
 
 

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     MarkdownTextObject,
     SectionBlock,
+    TextObject,
 )
 
 from bot.core.answer import Answer, Citation, NextAction, Reply
@@ -79,7 +80,7 @@ def render_reply(*, persona: Persona, reply: Reply, request_id: str) -> list[Sla
             text = f"{escape(persona.title)}: {escape(reply.answer.summary)}"
         else:
             header = _header(persona.title, f" (continued, {number}/{len(pages)})")
-            text = header.text.text
+            text = _plain(header.text)
         blocks: list[Block] = [header, *page]
         if number == len(pages):
             blocks += [_footer(reply), _feedback(request_id)]
@@ -260,9 +261,15 @@ def _paginate(blocks: list[Block]) -> list[list[Block]]:
 
 def _text_length(block: Block) -> int:
     if isinstance(block, ContextBlock):
-        return sum(len(element.text) for element in block.elements)
+        return sum(len(_plain(element)) for element in block.elements)
     assert isinstance(block, SectionBlock)
-    return len(block.text.text) + sum(len(field.text) for field in block.fields or [])
+    return len(_plain(block.text)) + sum(len(_plain(field)) for field in block.fields or [])
+
+
+def _plain(part: object) -> str:
+    """A text object's text; the SDK types a block's parts loosely (text or any element, or
+    none), and the blocks built here only ever hold text."""
+    return part.text if isinstance(part, TextObject) else ""
 
 
 def _sections(text: str) -> list[SectionBlock]:
