@@ -67,7 +67,8 @@ class SQLiteDatabase(Database):
     it to a thread costs once the loop is busy: a thread waits for the GIL at every statement
     (up to 5 ms each). Only another process holding SQLite's write lock would make the loop
     wait, so the wait is not SQLite's own (which would block the loop): a locked transaction is
-    rolled back and tried again after an asynchronous pause, for up to 30 seconds.
+    rolled back and tried again after an asynchronous pause, for up to 30 seconds. Nothing
+    queues for the connection, so claims need none of their own.
     """
 
     dialect = "sqlite"
