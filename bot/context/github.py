@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import hashlib
 import math
 import threading
@@ -51,6 +52,7 @@ from bot.context.models import (
     PRIORITY_README,
     Fetched,
     GitHubReference,
+    PrivateSourceError,
     SourceError,
 )
 from bot.core.conversation import ContextItem
@@ -163,10 +165,15 @@ class GitHubSource:
         host = (parts.hostname or "").removeprefix("api.")
         return frozenset({f"{host}:{parts.port}" if parts.port else host})
 
-    async def fetch(self, reference: GitHubReference) -> list[Fetched]:
-        """The items for one reference, or a `SourceError` saying what and why."""
+    async def fetch(self, reference: GitHubReference, *, public_only: bool = False) -> list[Fetched]:
+        """The items for one reference, or a `SourceError` saying what and why.
+
+        `public_only`: a private repository is not read (`PrivateSourceError`), for a
+        conversation it is not linked to; its visibility comes with the repository's first GET.
+        """
         started = time.perf_counter()
-        fetched = await self._run(_READERS[reference.kind], reference, what=_describe(reference))
+        read = functools.partial(_read, public_only=public_only)
+        fetched = await self._run(read, reference, what=_describe(reference))
         log.info(
             "github.fetched",
             url=reference.url,
@@ -176,9 +183,10 @@ class GitHubSource:
         )
         return fetched
 
-    async def check_repo(self, full_name: str) -> None:
-        """Whether `owner/repo` can be read, for `/oi link github`; a `SourceError` says why not."""
-        await self._run(_check_repo, full_name, what=f"repository {full_name}")
+    async def check_repo(self, full_name: str) -> bool:
+        """Whether `owner/repo` is private, for `/oi link github`; a `SourceError` says why it
+        cannot be read."""
+        return await self._run(_is_private, full_name, what=f"repository {full_name}")
 
     async def aclose(self) -> None:
         """Let calls in flight finish (each is bounded by the timeout), then close the clients."""
@@ -301,12 +309,20 @@ class _Change(NamedTuple):
     previous_path: str | None
 
 
-def _check_repo(client: github.Github, full_name: str) -> None:
-    client.get_repo(full_name).complete()
+def _is_private(client: github.Github, full_name: str) -> bool:
+    return bool(client.get_repo(full_name).private)
 
 
-def _read_pull(client: github.Github, reference: GitHubReference) -> list[Fetched]:
-    pull = client.get_repo(reference.full_name).get_pull(reference.number)  # type: ignore[arg-type]
+def _read(client: github.Github, reference: GitHubReference, *, public_only: bool) -> list[Fetched]:
+    """Every reader starts from the repository, whose one GET also says whether it is private."""
+    repo = client.get_repo(reference.full_name)
+    if public_only and repo.private:
+        raise PrivateSourceError(f"{reference.full_name} is private")
+    return _READERS[reference.kind](repo, reference)
+
+
+def _read_pull(repo: Repository, reference: GitHubReference) -> list[Fetched]:
+    pull = repo.get_pull(reference.number)  # type: ignore[arg-type]
     state = "merged" if pull.merged else f"{pull.state}{' (draft)' if pull.draft else ''}"
     changes = [_change(f) for f in islice(pull.get_files(), _MAX_CHANGED_FILES)]
     text = "\n".join(
@@ -326,8 +342,8 @@ def _read_pull(client: github.Github, reference: GitHubReference) -> list[Fetche
     return [_fetched(reference.url, title, text, PRIORITY_PRIMARY, pull.head.sha)]
 
 
-def _read_issue(client: github.Github, reference: GitHubReference) -> list[Fetched]:
-    issue = client.get_repo(reference.full_name).get_issue(reference.number)  # type: ignore[arg-type]
+def _read_issue(repo: Repository, reference: GitHubReference) -> list[Fetched]:
+    issue = repo.get_issue(reference.number)  # type: ignore[arg-type]
     comments = _latest_comments(issue)
     skipped = issue.comments - len(comments)
     lines = [
@@ -347,9 +363,8 @@ def _read_issue(client: github.Github, reference: GitHubReference) -> list[Fetch
     return [_fetched(reference.url, title, "\n".join(lines), PRIORITY_DETAIL, revision)]
 
 
-def _read_contents(client: github.Github, reference: GitHubReference) -> list[Fetched]:
+def _read_contents(repo: Repository, reference: GitHubReference) -> list[Fetched]:
     """A file (or its lines), or a folder's listing, at `ref` or the default branch."""
-    repo = client.get_repo(reference.full_name)
     found = repo.get_contents(reference.path or "", ref=reference.ref or NotSet)
     priority = PRIORITY_DETAIL if reference.kind == "file" else PRIORITY_BACKGROUND
     at = f" at {reference.ref}" if reference.ref else ""
@@ -364,8 +379,8 @@ def _read_contents(client: github.Github, reference: GitHubReference) -> list[Fe
     return [_fetched(reference.url, title, _file_text(found, lines), priority, found.sha)]
 
 
-def _read_commit(client: github.Github, reference: GitHubReference) -> list[Fetched]:
-    commit = client.get_repo(reference.full_name).get_commit(reference.ref or "")
+def _read_commit(repo: Repository, reference: GitHubReference) -> list[Fetched]:
+    commit = repo.get_commit(reference.ref or "")
     git = commit.commit  # completes the commit; its first page of files comes with it
     user = f" ({commit.author.login})" if commit.author else ""
     stats = commit.stats
@@ -385,9 +400,8 @@ def _read_commit(client: github.Github, reference: GitHubReference) -> list[Fetc
     return [_fetched(reference.url, title, text, PRIORITY_DETAIL, commit.sha)]
 
 
-def _read_repo(client: github.Github, reference: GitHubReference) -> list[Fetched]:
+def _read_repo(repo: Repository, reference: GitHubReference) -> list[Fetched]:
     """README, top-level entries and service topology, in at most 3 + `_MAX_MANIFESTS` calls."""
-    repo = client.get_repo(reference.full_name)
     branch = repo.default_branch
     fetched = []
     readme = _readme(repo)
@@ -410,7 +424,7 @@ def _read_repo(client: github.Github, reference: GitHubReference) -> list[Fetche
     return fetched
 
 
-_READERS: dict[str, Callable[[github.Github, GitHubReference], list[Fetched]]] = {
+_READERS: dict[str, Callable[[Repository, GitHubReference], list[Fetched]]] = {
     "repo": _read_repo,
     "pull": _read_pull,
     "issue": _read_issue,

@@ -66,6 +66,10 @@ class SourceError(Exception):
     """A reference could not be read; the message is said to the user in `missingContext`."""
 
 
+class PrivateSourceError(SourceError):
+    """A private repository, asked for where only public ones may be read."""
+
+
 # Budget order (lower first): what the question is about, then its details, then background.
 PRIORITY_PRIMARY = 0  # a pull request's diff, a Linear issue
 PRIORITY_DETAIL = 1  # a file or line range, a GitHub issue, a commit
