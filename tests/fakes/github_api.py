@@ -58,6 +58,7 @@ class _Repo:
     id: int
     default_branch: str
     refs: dict[str, dict[str, bytes]]
+    private: bool = False
     forbidden: bool = False
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     pull_files: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -142,7 +143,9 @@ class FakeGitHub:
         default_branch: str = "main",
         files: dict[str, str | bytes] | None = None,
         readme: str | None = None,
+        private: bool = False,
     ) -> None:
+        """A repository, public unless `private` (the token reads both, as an org's would)."""
         contents = {path: _bytes(content) for path, content in (files or {}).items()}
         if readme is not None:
             contents["README.md"] = readme.encode()
@@ -152,6 +155,7 @@ class FakeGitHub:
             id=_number(f"{owner}/{repo}"),
             default_branch=default_branch,
             refs={default_branch: contents},
+            private=private,
         )
 
     def add_ref(self, owner: str, repo: str, ref: str, files: dict[str, str | bytes]) -> None:
@@ -561,7 +565,8 @@ class FakeGitHub:
             "node_id": _node_id("R", entry.full_name),
             "name": entry.name,
             "full_name": entry.full_name,
-            "private": False,
+            "private": entry.private,
+            "visibility": "private" if entry.private else "public",
             "owner": self._user(entry.owner),
             "html_url": web_url,
             "description": f"The {entry.name} service.",
