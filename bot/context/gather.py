@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Protocol
 
 import structlog
@@ -25,6 +26,7 @@ from bot.context.models import (
     Fetched,
     GitHubReference,
     LinearReference,
+    PrivateSourceError,
     Reference,
     SourceError,
 )
@@ -41,9 +43,11 @@ class GitHubReader(Protocol):
     @property
     def web_hosts(self) -> frozenset[str]: ...
 
-    async def fetch(self, reference: GitHubReference) -> list[Fetched]: ...
+    async def fetch(
+        self, reference: GitHubReference, *, public_only: bool = False
+    ) -> list[Fetched]: ...
 
-    async def check_repo(self, full_name: str) -> None: ...
+    async def check_repo(self, full_name: str) -> bool: ...
 
     async def aclose(self) -> None: ...
 
@@ -62,6 +66,25 @@ class Links:
 
     repositories: Sequence[str] = ()
     linear_teams: Sequence[str] = ()
+
+
+class Reach(Enum):
+    """How far beyond its links a question may read (README, "Security model")."""
+
+    # The terminal: whatever the tokens and the allow-lists admit; its user holds the tokens.
+    TOKENS = "tokens"
+    # A Slack conversation: what is linked to it, and public GitHub repositories.
+    CONVERSATION = "conversation"
+    # Someone from another organisation (Slack Connect): public GitHub repositories only.
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A reference to read, and whether only a public repository may be read for it."""
+
+    reference: Reference
+    public_only: bool
 
 
 @dataclass(frozen=True)
@@ -109,15 +132,16 @@ class ContextGatherer:
         await self._github.aclose()
         await self._linear.aclose()
 
-    async def check_link(self, kind: SourceKind, target: str) -> None:
-        """A link is refused unless the allow-lists admit it and the token can read it."""
+    async def check_link(self, kind: SourceKind, target: str) -> bool:
+        """Whether a link's content is private (Linear's always is); a `SourceError` refuses it
+        unless the allow-lists admit it and the token can read it."""
         reason = self.refused(kind, target)
         if reason:
             raise SourceError(reason)
         if kind == "github":
-            await self._github.check_repo(target)
-        else:
-            await self._linear.check_team(target)
+            return await self._github.check_repo(target)
+        await self._linear.check_team(target)
+        return True
 
     def refused(self, kind: SourceKind, target: str) -> str | None:
         """Why an allow-list refuses a repository or team, or None when it may be read."""
@@ -137,24 +161,33 @@ class ContextGatherer:
         text: str,
         persona: Persona,
         links: Links,
+        reach: Reach,
+        place: str = "this conversation",
         cached: Mapping[str, Sequence[Fetched]] = {},  # noqa: B006 (read-only)
     ) -> Gathered:
+        """`reach` says what may be read besides `links`; `place` names the conversation in
+        what was not read ("acme/secret is not linked to #general; …")."""
         started = time.perf_counter()
-        references, missing = self._references(text, persona, links)
-        new = [ref for ref in references if _key(ref) not in cached]
-        results = await asyncio.gather(*(self._read(ref) for ref in new))
+        if reach is Reach.PUBLIC:
+            links, cached = Links(), {}
+        planned, missing = self._references(text, persona, links, reach, place)
+        new = [plan for plan in planned if _key(plan.reference) not in cached]
+        results = await asyncio.gather(*(self._read(plan) for plan in new))
         fetched: dict[str, list[Fetched]] = {}
-        for reference, result in zip(new, results, strict=True):
+        for plan, result in zip(new, results, strict=True):
             if isinstance(result, str):
-                missing.append(f"Could not read {_label(reference)}: {result}")
+                missing.append(f"Could not read {_label(plan.reference)}: {result}")
+            elif isinstance(result, PrivateSourceError):
+                missing.append(_not_linked(plan.reference, reach, place))
             else:
-                fetched[_key(reference)] = result
+                fetched[_key(plan.reference)] = result
+        missing = list(dict.fromkeys(missing))  # several links into one private repository
         reused = [one for items in cached.values() for one in items]
         everything = [*reused, *(one for items in fetched.values() for one in items)]
         budgeted = fit_to_budget(everything, max_tokens=self._token_budget)
         log.info(
             "context.gathered",
-            references=len(references),
+            references=len(planned),
             fetched=len(new),
             reused=len(cached),
             missing=len(missing),
@@ -169,9 +202,10 @@ class ContextGatherer:
         )
 
     def _references(
-        self, text: str, persona: Persona, links: Links
-    ) -> tuple[list[Reference], list[str]]:
-        """The question's references, then the links it does not already name; allow-lists apply."""
+        self, text: str, persona: Persona, links: Links, reach: Reach, place: str
+    ) -> tuple[list[_Planned], list[str]]:
+        """The question's references, then the links it does not already name; allow-lists and
+        `reach` apply."""
         sources = set(persona.connections.sources)
         found = find_references(text, github_hosts=self._github.web_hosts)
         linked_teams = {team.upper() for team in links.linear_teams}
@@ -180,7 +214,8 @@ class ContextGatherer:
         candidates: list[Reference] = [
             ref
             for ref in found
-            if not (linked_teams and _is_bare_key(ref) and _team(ref) not in linked_teams)
+            if reach is not Reach.TOKENS
+            or not (linked_teams and _is_bare_key(ref) and _team(ref) not in linked_teams)
         ]
         host = min(self._github.web_hosts)
         candidates += [
@@ -191,7 +226,8 @@ class ContextGatherer:
         candidates += [
             LinearReference(kind="team", key=team) for team in sorted(linked_teams - named_teams)
         ]
-        references: list[Reference] = []
+        linked_repos = {name.lower() for name in links.repositories}
+        planned: list[_Planned] = []
         missing: list[str] = []
         for ref in candidates:
             kind: SourceKind = "github" if isinstance(ref, GitHubReference) else "linear"
@@ -200,20 +236,31 @@ class ContextGatherer:
             reason = self.refused(kind, _target(ref))
             if reason:
                 missing.append(f"Did not read {_label(ref)}: {reason}")
+            elif isinstance(ref, GitHubReference):
+                linked = reach is not Reach.PUBLIC and ref.full_name.lower() in linked_repos
+                public_only = reach is not Reach.TOKENS and not linked
+                planned.append(_Planned(ref, public_only=public_only))
+            elif reach is Reach.TOKENS or (
+                reach is Reach.CONVERSATION and ref.team in linked_teams
+            ):
+                planned.append(_Planned(ref, public_only=False))
             else:
-                references.append(ref)
-        return references, missing
+                missing.append(_not_linked(ref, reach, place))
+        return planned, missing
 
-    async def _read(self, reference: Reference) -> list[Fetched] | str:
+    async def _read(self, plan: _Planned) -> list[Fetched] | str | PrivateSourceError:
         """The redacted items read for one reference, or why they could not be read."""
+        reference = plan.reference
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 if isinstance(reference, GitHubReference):
-                    items = await self._github.fetch(reference)
+                    items = await self._github.fetch(reference, public_only=plan.public_only)
                 else:
                     items = await self._linear.fetch(reference)
         except TimeoutError:
             return f"no answer within {self._timeout_seconds:g}s"
+        except PrivateSourceError as error:
+            return error
         except SourceError as error:
             return str(error)
         path = reference.path if isinstance(reference, GitHubReference) else None
@@ -226,6 +273,24 @@ def _redacted(fetched: Fetched, path: str | None) -> Fetched:
     if result.count:
         log.warning("context.redacted", source=fetched.item.source, count=result.count)
     return replace(fetched, item=fetched.item.model_copy(update={"text": result.text}))
+
+
+def _not_linked(reference: Reference, reach: Reach, place: str) -> str:
+    """Why a private repository or a Linear ticket was not read here, and who can change it."""
+    if isinstance(reference, GitHubReference):
+        name, link = reference.full_name, f"github {reference.full_name}"
+        what = f"{name} is private"
+    else:
+        name, link = reference.key, f"linear {reference.team}"
+        what = f"{name} is in Linear, which is private to this workspace"
+    if reach is Reach.PUBLIC:
+        return f"{what}, and questions from outside this workspace read public sources only"
+    if isinstance(reference, LinearReference):
+        return (
+            f"{name} was not read: Linear team {reference.team} is not linked to {place}; "
+            f"a workspace admin can `/oi link {link}`"
+        )
+    return f"{name} is not linked to {place}; a workspace admin can `/oi link {link}`"
 
 
 def _linked_repository(full_name: str, host: str) -> GitHubReference:

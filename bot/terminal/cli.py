@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.context.gather import ContextGatherer, Links
+from bot.context.gather import ContextGatherer, Links, Reach
 from bot.core.answer import Reply
 from bot.core.commands import (
     LINEAR_TEAM,
@@ -168,7 +168,9 @@ async def _answer(
     )
     try:
         with request_context(), progress:
-            gathered = await gatherer.gather(text=question, persona=persona, links=links)
+            gathered = await gatherer.gather(
+                text=question, persona=persona, links=links, reach=Reach.TOKENS
+            )
             return await engine.ask(persona=persona, question=question, gathered=gathered)
     finally:
         await gatherer.aclose()
