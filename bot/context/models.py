@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.core.conversation import ContextItem
+from bot.core.persona import SourceKind
 
 GitHubKind = Literal["repo", "pull", "issue", "file", "tree", "commit"]
 LinearKind = Literal["issue", "team"]
@@ -47,6 +48,19 @@ class LinearReference:
 
 
 Reference = GitHubReference | LinearReference
+
+
+@dataclass(frozen=True)
+class RefusedReference:
+    """A GitHub or Linear URL that is not read: it could reach beyond what it names.
+
+    `url` is shortened, its invisible characters escaped, so it can be shown; `reason` says why
+    in words for `missingContext`.
+    """
+
+    source: SourceKind
+    url: str
+    reason: str
 
 
 @dataclass(frozen=True)
