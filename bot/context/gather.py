@@ -31,7 +31,7 @@ from bot.context.models import (
     SourceError,
 )
 from bot.context.redaction import redact
-from bot.context.references import find_references
+from bot.context.references import repository_problem, scan_references
 from bot.core.answer import Citation
 from bot.core.conversation import ContextItem
 from bot.core.persona import Persona, SourceKind
@@ -145,6 +145,8 @@ class ContextGatherer:
 
     def refused(self, kind: SourceKind, target: str) -> str | None:
         """Why an allow-list refuses a repository or team, or None when it may be read."""
+        if kind == "github" and (problem := repository_problem(target)):
+            return problem
         if kind == "github" and self._allowed_orgs:
             owner = target.split("/", 1)[0].lower()
             if owner not in self._allowed_orgs:
@@ -207,7 +209,7 @@ class ContextGatherer:
         """The question's references, then the links it does not already name; allow-lists and
         `reach` apply."""
         sources = set(persona.connections.sources)
-        found = find_references(text, github_hosts=self._github.web_hosts)
+        found, refused_urls = scan_references(text, github_hosts=self._github.web_hosts)
         linked_teams = {team.upper() for team in links.linear_teams}
         named_repos = {r.full_name.lower() for r in found if isinstance(r, GitHubReference)}
         named_teams = {r.team for r in found if isinstance(r, LinearReference)}
@@ -228,7 +230,7 @@ class ContextGatherer:
         ]
         linked_repos = {name.lower() for name in links.repositories}
         planned: list[_Planned] = []
-        missing: list[str] = []
+        missing = [f"Did not read {u.url}: {u.reason}" for u in refused_urls if u.source in sources]
         for ref in candidates:
             kind: SourceKind = "github" if isinstance(ref, GitHubReference) else "linear"
             if kind not in sources:
