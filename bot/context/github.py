@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import github
 import requests
@@ -55,6 +55,7 @@ from bot.context.models import (
     PrivateSourceError,
     SourceError,
 )
+from bot.context.references import github_reference_problem, repository_problem
 from bot.core.conversation import ContextItem
 
 log = structlog.get_logger(__name__)
@@ -171,6 +172,7 @@ class GitHubSource:
         `public_only`: a private repository is not read (`PrivateSourceError`), for a
         conversation it is not linked to; its visibility comes with the repository's first GET.
         """
+        _refuse(_describe(reference), github_reference_problem(reference))
         started = time.perf_counter()
         read = functools.partial(_read, public_only=public_only)
         fetched = await self._run(read, reference, what=_describe(reference))
@@ -186,6 +188,7 @@ class GitHubSource:
     async def check_repo(self, full_name: str) -> bool:
         """Whether `owner/repo` is private, for `/oi link github`; a `SourceError` says why it
         cannot be read."""
+        _refuse(f"repository {full_name}", repository_problem(full_name))
         return await self._run(_is_private, full_name, what=f"repository {full_name}")
 
     async def aclose(self) -> None:
@@ -279,6 +282,13 @@ def _rate_limit_reason(headers: dict[str, str]) -> str:
     return "GitHub rate limit reached"
 
 
+def _refuse(what: str, problem: str | None) -> None:
+    """A reference that could reach outside its repository is refused before any request."""
+    if problem is not None:
+        log.warning("github.refused", what=what, reason=problem)
+        raise SourceError(f"GitHub {what}: not requested, {problem}")
+
+
 def _describe(reference: GitHubReference) -> str:
     """The reference in a few words, to name it in a failure."""
     name = reference.full_name
@@ -309,13 +319,22 @@ class _Change(NamedTuple):
     previous_path: str | None
 
 
+def _repository(client: github.Github, full_name: str) -> Repository:
+    """`/repos/{owner}/{repo}`, each name percent-encoded here: PyGithub's `get_repo` puts its
+    argument into the path as it is. Later calls encode their own parts: `get_contents` quotes
+    the path (segments checked by `github_reference_problem`, `/` kept between them) and sends
+    the ref in the query string; `get_commit` and `get_git_tree` quote the sha whole."""
+    owner, repo = full_name.split("/")
+    return client.get_repo(f"{quote(owner, safe='')}/{quote(repo, safe='')}")
+
+
 def _is_private(client: github.Github, full_name: str) -> bool:
-    return bool(client.get_repo(full_name).private)
+    return bool(_repository(client, full_name).private)
 
 
 def _read(client: github.Github, reference: GitHubReference, *, public_only: bool) -> list[Fetched]:
     """Every reader starts from the repository, whose one GET also says whether it is private."""
-    repo = client.get_repo(reference.full_name)
+    repo = _repository(client, reference.full_name)
     if public_only and repo.private:
         raise PrivateSourceError(f"{reference.full_name} is private")
     return _READERS[reference.kind](repo, reference)
