@@ -32,6 +32,7 @@ from bot.context.models import (
     LinearReference,
     SourceError,
 )
+from bot.context.references import linear_key_problem
 from bot.core.conversation import ContextItem
 
 log = structlog.get_logger(__name__)
@@ -129,12 +130,14 @@ class LinearSource:
 
     async def fetch(self, reference: LinearReference) -> list[Fetched]:
         """The issue with its latest comments, or the team's issues in progress."""
+        _refuse(linear_key_problem(reference.key, team=reference.kind == "team"))
         if reference.kind == "issue":
             return [await self._issue(reference.key)]
         return [await self._team_in_progress(reference.key, reference.url)]
 
     async def check_team(self, key: str) -> None:
         """The team exists and this key can read it (`/oi link linear PAY`), else SourceError."""
+        _refuse(linear_key_problem(key, team=True))
         data = await self._execute(TEAM_QUERY, {"key": key}, subject=f"Linear team {key}")
         if not data["teams"]["nodes"]:
             raise SourceError(_not_found(f"Linear team {key}"))
@@ -185,6 +188,12 @@ class LinearSource:
             if self._session is None:
                 self._session = await client.connect_async()
             return self._session
+
+
+def _refuse(problem: str | None) -> None:
+    """A key outside Linear's shape is never sent, even as a variable."""
+    if problem is not None:
+        raise SourceError(f"Linear: not requested, {problem}")
 
 
 def _describe(error: Exception, subject: str) -> str:
