@@ -14,7 +14,7 @@ from bot.context.gather import Gathered
 from bot.core.answer import Reply
 from bot.core.conversation import Turn, trim_history
 from bot.core.persona import Persona
-from bot.core.prompt import build_messages
+from bot.core.prompt import build_messages, new_marker_tag
 from bot.llm import LLMClient, request_body
 
 
@@ -35,13 +35,18 @@ class Engine:
     ) -> Reply:
         """Raises a `bot.core.errors.AnswerError` when no answer can be had.
 
-        The bot adds what the model cannot know: the sources it read, and what it could not
-        read as `missingContext` lines.
+        Each call draws its own marker tag, so no context read for one question can know the
+        markers of another. The bot adds what the model cannot know: the sources it read, and
+        what it could not read as `missingContext` lines.
         """
         gathered = gathered or Gathered()
         kept = trim_history(history, max_tokens=self._history_token_budget)
         messages = build_messages(
-            persona=persona, question=question, history=kept, context=gathered.items
+            persona=persona,
+            question=question,
+            tag=new_marker_tag(),
+            history=kept,
+            context=gathered.items,
         )
         reply = await self._llm.answer(messages, model=persona.model)
         answer = reply.answer
@@ -56,6 +61,11 @@ def preview_request(
     question: str,
     default_model: str,
 ) -> dict[str, Any]:
-    """The request body `ask` would send with no history and no context: a dry run reads nothing."""
-    messages: list[ChatCompletionMessageParam] = build_messages(persona=persona, question=question)
+    """The request body `ask` would send with no history and no context: a dry run reads nothing.
+
+    Without context the marker tag stays out of the prompt, so the preview is the exact request.
+    """
+    messages: list[ChatCompletionMessageParam] = build_messages(
+        persona=persona, question=question, tag=new_marker_tag()
+    )
     return request_body(messages, model=persona.model or default_model)
