@@ -43,12 +43,14 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request: `path` is under the API root (`/repos/acme/payments/pulls/42`)."""
+    """One request: `path` is under the API root (`/repos/acme/payments/pulls/42`), decoded;
+    `raw_path` is the same as it came on the wire, percent-escapes and `..` untouched."""
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    raw_path: str = ""
 
 
 @dataclass
@@ -382,7 +384,13 @@ class FakeGitHub:
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         path = request.path.removeprefix(API_PREFIX)
         self.requests.append(
-            Recorded(request.method, path, dict(request.query), dict(request.headers))
+            Recorded(
+                request.method,
+                path,
+                dict(request.query),
+                dict(request.headers),
+                raw_path=request.raw_path.split("?", 1)[0].removeprefix(API_PREFIX),
+            )
         )
         with self._in_flight_lock:
             self._in_flight += 1
