@@ -157,3 +157,29 @@ def test_typo_gets_the_closest_names():
     with pytest.raises(UnknownPersonaError) as caught:
         registry.get("xylophone")
     assert caught.value.suggestions == []
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "https://docs.example.com",  # no "/" after the host: would admit docs.example.com.evil
+        "javascript:alert(1)//",
+        "https://user@docs.example.com/",
+        "https:///path/",
+        "https://docs.example.com/?q=1",
+        "https://docs.example.com/a b/",
+        "docs.example.com/",
+    ],
+)
+def test_link_prefixes_must_name_a_whole_host(tmp_path, prefix):
+    text = _card_text("sre", **{r"^allowed = \[\]": f"allowed = [{json.dumps(prefix)}]"})
+    path = _write_card(tmp_path, "sre", text)
+    with pytest.raises(PersonaError, match=r"field 'links\.allowed'.*not a link prefix"):
+        load_persona(path)
+
+
+def test_link_prefixes_load(tmp_path):
+    prefixes = ["https://docs.example.com/", "http://wiki.internal/runbooks/"]
+    text = _card_text("sre", **{r"^allowed = \[\]": f"allowed = {json.dumps(prefixes)}"})
+    assert load_persona(_write_card(tmp_path, "sre", text)).links.allowed == prefixes
+    assert load_personas().get("backend-engineer").links.allowed == []

@@ -11,8 +11,9 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.core.answer import Answer
 
@@ -52,6 +53,37 @@ class Connections(_Card):
     access: Literal["read-only"] = "read-only"
 
 
+class LinkRules(_Card):
+    """Where links in this persona's answers may point, besides the sources read for the answer.
+
+    Each entry is a URL prefix such as `https://docs.example.com/api/`; a link in model text is
+    kept only if it starts with one. A prefix names its host in full and ends the host with `/`,
+    so that `https://docs.example.com` cannot admit `https://docs.example.com.evil.example`.
+    """
+
+    allowed: list[str] = []
+
+    @field_validator("allowed")
+    @classmethod
+    def _whole_hosts(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            parts = urlsplit(prefix)
+            if (
+                parts.scheme not in ("https", "http")
+                or not parts.hostname
+                or "@" in parts.netloc
+                or not parts.path.startswith("/")
+                or parts.query
+                or parts.fragment
+                or any(char.isspace() or char in "<>|\\" for char in prefix)
+            ):
+                raise ValueError(
+                    f"'{prefix}' is not a link prefix: write an http(s) URL with its host "
+                    "and a path starting with '/', e.g. https://docs.example.com/"
+                )
+        return prefixes
+
+
 class Persona(_Card):
     """One persona card, with every section of the seed card format."""
 
@@ -74,6 +106,7 @@ class Persona(_Card):
     tags: list[str] = []
     metadata: dict[str, str] = {}
     model: str | None = Field(default=None, description="Overrides OPENAI_MODEL for this persona.")
+    links: LinkRules = LinkRules()
 
 
 def load_persona(path: Path) -> Persona:
