@@ -1,11 +1,29 @@
-"""References in a message: each GitHub URL form, Linear URLs and bare keys, Slack's link markup."""
+"""References in a message: each GitHub URL form, Linear URLs and bare keys, Slack's link markup,
+and the URLs refused because they could reach beyond what they name."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.context.models import GitHubKind, GitHubReference, LinearReference
-from bot.context.references import find_references, unwrap_slack_links
+from bot.context.models import GitHubKind, GitHubReference, LinearReference, RefusedReference
+from bot.context.references import (
+    BAD_HOST,
+    CONTROL,
+    DOT_SEGMENT,
+    DOUBLE_ENCODED,
+    LONG_SEGMENT,
+    LOOK_ALIKE,
+    NOT_UTF8,
+    SLASH,
+    TOO_LONG,
+    USERINFO,
+    find_references,
+    github_reference_problem,
+    linear_key_problem,
+    repository_problem,
+    scan_references,
+    unwrap_slack_links,
+)
 
 HOSTS = {"github.com", "ghe.example.com", "127.0.0.1:8123"}
 BASE = "https://github.com/acme/payments"
@@ -227,3 +245,213 @@ def test_keys_inside_any_url_are_not_bare_keys():
 )
 def test_unwrap_slack_links(text, unwrapped):
     assert unwrap_slack_links(text) == (text if unwrapped is None else unwrapped)
+
+
+# --- URLs that could reach beyond what they name are refused, with the reason ---
+
+
+def _refused(text: str) -> list[RefusedReference]:
+    found = scan_references(text, github_hosts=HOSTS)
+    assert found.references == []
+    return found.refused
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (f"{BASE}/blob/main/../../../../repos/other/secret/contents/creds.txt", DOT_SEGMENT),
+        (f"{BASE}/blob/main/./a.py", DOT_SEGMENT),
+        (f"{BASE}/blob/main/%2e%2e/%2E%2E/creds.txt", DOT_SEGMENT),
+        (f"{BASE}/blob/main/.%2e/x", DOT_SEGMENT),
+        (f"{BASE}/tree/..", DOT_SEGMENT),
+        (f"{BASE}/tree/%2e%2e/other", DOT_SEGMENT),
+        (f"{BASE}/pull/42/../../../other/secret", DOT_SEGMENT),
+        ("https://github.com/acme/../other/secret", DOT_SEGMENT),
+        ("https://github.com/../other/secret", DOT_SEGMENT),
+        ("https://github.com/%2e%2e/other/secret", DOT_SEGMENT),
+        (f"{BASE}/blob/main/%252e%252e/creds.txt", DOUBLE_ENCODED),
+        (f"{BASE}/blob/main/a%252Fb", DOUBLE_ENCODED),
+        (f"{BASE}/blob/main/a%2F..%2F..%2Fother", SLASH),
+        (f"{BASE}/blob/main%2F..%2F..%2Fx/a.py", SLASH),
+        ("https://github.com/acme%2Fpayments/x", SLASH),
+        (f"{BASE}/blob/main/a%5C..%5Cx", SLASH),
+        (f"{BASE}/blob/main/a\\..\\..\\x", SLASH),
+        (f"{BASE}/blob/main/a%00b.py", CONTROL),
+        (f"{BASE}/blob/main/a\x00b.py", CONTROL),
+        (f"{BASE}/blob/main/a%0D%0Ab.py", CONTROL),
+        (f"{BASE}/blob/main/\u202egnp.py", CONTROL),
+        (f"{BASE}/blob/main/%C0%AE%C0%AE/x", NOT_UTF8),
+        (f"{BASE}/blob/main/．．/creds.txt", LOOK_ALIKE),
+        (f"{BASE}/blob/main/\u2025/creds.txt", LOOK_ALIKE),  # two dot leader
+        (f"{BASE}/blob/main/\u2024/creds.txt", LOOK_ALIKE),  # one dot leader
+        (f"{BASE}/blob/main/a／b", LOOK_ALIKE),
+        (f"{BASE}/blob/main/a＼b", LOOK_ALIKE),
+        (f"{BASE}/blob/main/％２Ｆ", LOOK_ALIKE),
+        (f"{BASE}/blob/main/{'a' * 256}", LONG_SEGMENT),
+        (f"{BASE}/blob/main/{'a/' * 1100}", TOO_LONG),
+        ("https://evil@github.com/acme/payments", USERINFO),
+        ("https://github.com@evil.example/acme/payments", USERINFO),
+        ("https://github.com:x@evil.example/acme/payments", USERINFO),
+        ("https://x@linear.app/acme/issue/PAY-1", USERINFO),
+        ("https://github.com\\@evil.example/acme/payments", USERINFO),
+        ("https://github.com\\evil.example/acme/payments", BAD_HOST),
+        ("https://github.com:99999/acme/payments", BAD_HOST),
+        ("https://github.com:x/acme/payments", BAD_HOST),
+        ("https://github.com／acme/payments", BAD_HOST),
+        ("https://linear.app/../issue/PAY-1", DOT_SEGMENT),
+        ("https://linear.app/acme/issue/PAY-1%2F..%2F..", SLASH),
+        ("https://linear.app/acme/issue/PAY-1/%2e%2e", DOT_SEGMENT),
+    ],
+)
+def test_urls_that_could_change_the_path_are_refused(url, reason):
+    [refused] = _refused(f"see {url} please")
+    assert refused.reason == reason
+    assert refused.source == ("linear" if "linear.app" in url else "github")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://github.com/ａｃｍｅ/payments", "`ａｃｍｅ` is not a GitHub owner name"),
+        ("https://github.com/-acme/payments", "`-acme` is not a GitHub owner name"),
+        ("https://github.com/acme-/payments", "`acme-` is not a GitHub owner name"),
+        ("https://github.com/ac--me/payments", "`ac--me` is not a GitHub owner name"),
+        ("https://github.com/ac_me/payments", "`ac_me` is not a GitHub owner name"),
+        (f"https://github.com/{'a' * 40}/payments", "is not a GitHub owner name"),
+        ("https://github.com/acme/pay%20ments", "`pay%20ments` is not a GitHub repository name"),
+        ("https://github.com/acme/pay%3Fments", "`pay?ments` is not a GitHub repository name"),
+        ("https://github.com/acme/pay#ments", None),  # a fragment: acme/pay, read
+        ("https://github.com/acme/paymènts", "`paymènts` is not a GitHub repository name"),
+        (f"https://github.com/acme/{'r' * 101}", "is not a GitHub repository name"),
+        ("https://github.com/acme/..git", "`.` is not a GitHub repository name"),
+        (f"{BASE}/blob/ma..in/a.py", "`ma..in` is not a git branch, tag or commit name"),
+        (f"{BASE}/blob/.hidden/a.py", "`.hidden` is not a git branch, tag or commit name"),
+        (f"{BASE}/blob/main.lock/a.py", "`main.lock` is not a git branch"),
+        (f"{BASE}/blob/a~1/a.py", "`a~1` is not a git branch"),
+        (f"{BASE}/tree/a%3Ab", "`a:b` is not a git branch"),
+        ("https://linear.app/ac%20me/issue/PAY-1", "`ac%20me` is not a Linear workspace name"),
+        ("https://linear.app/acme/issue/PAYMENTSTEAM-1", "`PAYMENTSTEAM-1` is not a Linear issue"),
+        ("https://linear.app/acme/issue/PAY-１２", "`PAY-１２` is not a Linear issue key"),
+    ],
+)
+def test_names_outside_the_vendors_rules_are_refused(url, says):
+    found = scan_references(url, github_hosts=HOSTS)
+    if says is None:
+        assert found.refused == [] and len(found.references) == 1
+    else:
+        [refused] = _refused(url)
+        assert says in refused.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com.evil.example/acme/payments",
+        "https://evil.example/github.com/acme/payments",
+        "https://github.com:8080/acme/payments",  # not this GitHub: nothing to read there
+        "https://user:secret@example.com/acme/payments",
+        "https://ｇｉｔｈｕｂ.com/acme/payments",
+    ],
+)
+def test_other_sites_are_neither_read_nor_reported(url):
+    assert scan_references(url, github_hosts=HOSTS) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://GitHub.COM/acme/payments",
+        "https://github.com:443/acme/payments",
+        "http://github.com:80/acme/payments",
+        "https://github.com/acme/payments?tab=../../other/secret",
+        "https://github.com/acme/payments#../../other/secret",
+    ],
+)
+def test_host_case_default_ports_queries_and_fragments_change_nothing(url):
+    assert _one(url) == _ours("repo")
+
+
+def test_a_refused_url_is_shown_escaped_and_short():
+    url = f"{BASE}/blob/main/a\x00\u202e/{'x' * 300}"
+    [refused] = _refused(url)
+    assert refused.url.startswith(f"{BASE}/blob/main/a%00%E2%80%AE/xxx")
+    assert len(refused.url) == 161 and refused.url.endswith("…")
+
+
+def test_a_trailing_dot_dot_is_a_segment_not_punctuation():
+    assert _refused(f"see {BASE}/tree/..")[0].reason == DOT_SEGMENT
+    assert _one(f"see {BASE}/tree/main.").ref == "main"
+
+
+def test_each_refused_url_once_and_references_still_read():
+    bad = f"{BASE}/blob/main/../../x"
+    found = scan_references(f"{bad} {BASE}/pull/42 {bad}", github_hosts=HOSTS)
+    assert found.references == [_ours("pull", "/pull/42", number=42)]
+    assert [r.url for r in found.refused] == [bad]
+
+
+def test_keys_inside_a_refused_url_are_not_read_as_bare_keys():
+    found = scan_references("https://linear.app/../issue/PAY-1", github_hosts=HOSTS)
+    assert found.references == [] and len(found.refused) == 1
+
+
+@pytest.mark.parametrize("number", ["²", "١٢", "4٢"])
+def test_a_number_in_other_digits_is_no_pull_request(number):
+    assert _one(f"{BASE}/pull/{number}") == _ours("repo")
+
+
+@pytest.mark.parametrize(
+    ("full_name", "problem"),
+    [
+        ("acme/payments", None),
+        ("a/b", None),
+        ("A1-b2-C3/x.y_z-1", None),
+        ("acme/...", None),  # odd, but a name GitHub allows and one path segment
+        ("acme", "is not written as owner/repo"),
+        ("../..", "is not a GitHub owner name"),
+        ("acme/..", "`..` is not a GitHub repository name"),
+        ("acme/.", "`.` is not a GitHub repository name"),
+        ("acme/payments/../x", "is not a GitHub repository name"),
+        ("acme/pay%2Fments", "is not a GitHub repository name"),
+    ],
+)
+def test_repository_problem(full_name, problem):
+    found = repository_problem(full_name)
+    assert found == problem if problem is None else problem in found
+
+
+@pytest.mark.parametrize(
+    ("reference", "problem"),
+    [
+        (_ours("file", path="src/a b?#%.py", ref="release+1"), None),
+        (_ours("file", path="src/../x", ref="main"), DOT_SEGMENT),
+        (_ours("file", path="src/a\\b", ref="main"), SLASH),
+        (_ours("tree", ref="..", path=None), "`..` is not a git branch, tag or commit name"),
+        (_ours("tree", ref="a/b", path=None), "`a/b` is not a git branch, tag or commit name"),
+        (_ours("commit", ref="main"), "`main` is not a commit sha"),
+        (GitHubReference("repo", "acme", "..", BASE), "`..` is not a GitHub repository name"),
+    ],
+)
+def test_github_reference_problem(reference, problem):
+    found = github_reference_problem(reference)
+    assert found == problem if problem is None or found is None else problem in found
+
+
+@pytest.mark.parametrize(
+    ("key", "team", "ok"),
+    [
+        ("PAY-123", False, True),
+        ("A-1", False, True),
+        ("P4Y-1234567", False, True),
+        ("pay-1", False, False),
+        ("PAY-12345678", False, False),
+        ("PAY-١", False, False),
+        ('PAY-1") { x }', False, False),
+        ("PAY", True, True),
+        ("PAYMENTS12", True, True),
+        ("PAYMENTS123", True, False),
+        ("PAY-1", True, False),
+    ],
+)
+def test_linear_key_problem(key, team, ok):
+    assert (linear_key_problem(key, team=team) is None) == ok
