@@ -517,3 +517,54 @@ async def test_web_hosts(api_url, hosts):
 
 async def test_web_host_of_the_fake(fake_github, source):
     assert source.web_hosts == {fake_github.web_host}
+
+
+def _hostile(kind: str, owner: str = "acme", repo: str = "payments", **fields: Any) -> Any:
+    url = f"https://github.com/{owner}/{repo}"
+    return GitHubReference(kind, owner, repo, url, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        _hostile("repo", owner="..", repo=".."),
+        _hostile("repo", owner="acme", repo=".."),
+        _hostile("repo", owner="acme/../other", repo="secret"),
+        _hostile("repo", owner="acme", repo="payments?x=1"),
+        _hostile("file", path="../../../other/secret/contents/creds.txt", ref="main"),
+        _hostile("file", path="a/%2e%2e/b", ref="main"),
+        _hostile("file", path="a/．．/b", ref="main"),
+        _hostile("file", path="a\\..\\b", ref="main"),
+        _hostile("tree", path="src", ref=".."),
+        _hostile("commit", ref="../../other"),
+    ],
+)
+async def test_a_reference_that_could_leave_its_repository_is_never_requested(
+    fake_github, source, reference
+):
+    fake_github.add_repo("acme", "payments", files={"creds.txt": "x"})
+    fake_github.add_repo("other", "secret", files={"creds.txt": "x"}, private=True)
+    with pytest.raises(SourceError, match="not requested, "):
+        await source.fetch(reference)
+    assert fake_github.requests == []
+
+
+@pytest.mark.parametrize("full_name", ["../..", "acme/..", "acme/../other/secret", "acme/x%2Fy"])
+async def test_check_repo_requests_nothing_for_a_name_github_cannot_have(
+    fake_github, source, full_name
+):
+    with pytest.raises(SourceError, match="not requested, "):
+        await source.check_repo(full_name)
+    assert fake_github.requests == []
+
+
+async def test_url_characters_in_a_path_or_ref_stay_inside_their_segment(fake_github, source):
+    name = "docs/a?b #1 100%;x=.md"
+    fake_github.add_repo("acme", "payments")
+    fake_github.add_ref("acme", "payments", "v1#2&x=y", {name: "hello\n"})
+    reference = _ref(fake_github, "file", path=name, ref="v1#2&x=y")
+    [fetched] = await source.fetch(reference)
+    assert fetched.item.text == "1 | hello"
+    [contents] = fake_github.requests
+    assert contents.raw_path == "/repos/acme/payments/contents/docs/a%3Fb%20%231%20100%25%3Bx%3D.md"
+    assert contents.query == {"ref": "v1#2&x=y"}
