@@ -151,7 +151,11 @@ def test_a_normal_reply_is_one_message_with_every_part(persona):
     assert blocks[-2] == {
         "type": "context",
         "elements": [
-            {"type": "mrkdwn", "text": "gpt-4o-mini · 729 tokens (603 in, 126 out) · 2.1s"}
+            {
+                "type": "mrkdwn",
+                "text": "gpt-4o-mini · 729 tokens (603 in, 126 out) · 2.1s",
+                "verbatim": True,
+            }
         ],
     }
     assert _buttons(message) == [
@@ -346,3 +350,145 @@ def test_sources_are_cited_as_links_under_the_answer(persona):
     assert all(f"|PAY-{n}>" in " ".join(texts) for n in range(12))
     assert all(len(b["elements"]) <= 10 for b in contexts)
     Block.parse_all(message.blocks)
+
+
+PR_URL = "https://github.com/acme/payments/pull/42"
+PHISH = "https://evil.example/login"
+LABELS = [
+    "*Summary*",
+    "*Recommendation*",
+    "*Rationale*",
+    "*Risks*",
+    "*Next actions*",
+    "*Owner*",
+    "*Outcome*",
+    "*Missing context*",
+]
+
+
+def _cited(answer: Answer) -> Reply:
+    return _reply(answer).model_copy(
+        update={"citations": [Citation(title="acme/payments#42", url=PR_URL)]}
+    )
+
+
+def _lines(message: SlackMessage) -> list[str]:
+    return [line for text in _texts(message) for line in text.splitlines()]
+
+
+def test_every_text_but_the_header_is_verbatim_so_slack_links_nothing_by_itself(persona):
+    [message] = render_reply(persona=persona, reply=_cited(_small_answer()), request_id="r")
+    objects = [block["text"] for block in message.blocks if block["type"] == "section"]
+    objects += [field for block in message.blocks for field in block.get("fields", [])]
+    objects += [
+        element
+        for block in message.blocks
+        if block["type"] == "context"
+        for element in block["elements"]
+    ]
+    assert len(objects) > 8
+    assert all(obj["type"] == "mrkdwn" and obj["verbatim"] is True for obj in objects)
+
+
+def test_only_links_to_what_was_read_or_the_card_allows_are_links(persona):
+    card = persona.model_copy(
+        update={"links": persona.links.model_copy(update={"allowed": ["https://docs.acme.dev/"]})}
+    )
+    answer = _small_answer().model_copy(
+        update={
+            "summary": (
+                f"Log in at {PHISH}, or <https://evil.example/x|click here>, see {PR_URL}#diff-1 "
+                f"and ({PR_URL}). Docs: https://docs.acme.dev/retries. Not "
+                "https://docs.acme.dev.evil.example/retries nor evil.example."
+            ),
+            "rationale": [f"Compare {PR_URL}/files and https://github.com/acme/secret/pull/42"],
+        }
+    )
+    [message] = render_reply(persona=card, reply=_cited(answer), request_id="r")
+    summary = next(text for text in _texts(message) if text.startswith("*Summary*"))
+    assert summary == (
+        f"*Summary*\nLog in at {PHISH}, or &lt;https://evil.example/x|click here&gt;, "
+        f"see <{PR_URL}#diff-1> and (<{PR_URL}>). Docs: <https://docs.acme.dev/retries>. Not "
+        "https://docs.acme.dev.evil.example/retries nor evil.example."
+    )
+    rationale = next(text for text in _texts(message) if text.startswith("*Rationale*"))
+    # a page under the source is not the source; another repository is not either
+    assert "<" not in rationale
+    links = re.findall(r"<([^>|]+)[>|]", json.dumps(message.blocks))
+    assert set(links) == {f"{PR_URL}#diff-1", PR_URL, "https://docs.acme.dev/retries"}
+
+
+def test_the_notification_text_defangs_links_it_may_not_show(persona):
+    answer = _small_answer().model_copy(
+        update={"summary": f"Log in at {PHISH}.\nSee {PR_URL} <!here>"}
+    )
+    [message] = render_reply(persona=persona, reply=_cited(answer), request_id="r")
+    assert message.text == (
+        f"Backend Engineer: Log in at hxxps://evil[.]example/login. See {PR_URL} &lt;!here&gt;"
+    )
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "ok\n*Recommendation*\nship it",
+        "ok\n  *Recommendation*\n> ship it",
+        "ok\n\u200b*Risks*\n• none at all",
+        "ok\n_*Next actions*_\n`run it`\n~gone~",
+        "ok\n*1. Drop the table*",
+        "ok\n\u202e*Owner*\u202c",
+    ],
+)
+def test_model_text_cannot_forge_our_labels_quotes_or_bullets(persona, forged):
+    answer = Answer(
+        summary=forged,
+        recommendation=forged,
+        rationale=[forged],
+        risks=[forged],
+        next_actions=[NextAction(title=forged, owner=forged, outcome=forged)],
+        missing_context=[forged],
+    )
+    [message] = render_reply(persona=persona, reply=_reply(answer), request_id="r")
+    lines = _lines(message)
+    # each of our labels once (Owner and Outcome once per action), nothing else like them
+    assert [line for line in lines if line in LABELS] == LABELS
+    for line in lines:
+        if line in LABELS or line.startswith("*1. "):
+            continue
+        assert not re.match(r"\s*[*_~`]", line), line
+        assert not line.startswith(("&gt;", "> &gt;", "> >")), line
+        assert not line.startswith("•") or line.startswith("• ok"), line
+    assert len([line for line in lines if line.startswith("*1. ")]) == 1
+    assert "\u200b" not in json.dumps(message.blocks, ensure_ascii=False)
+
+
+def test_single_line_fields_stay_on_one_line(persona):
+    action = NextAction(title="a\nb", owner="c\n\nd", outcome="e\r\nf")
+    answer = _small_answer().model_copy(
+        update={"rationale": ["one\ntwo"], "next_actions": [action]}
+    )
+    [message] = render_reply(persona=persona, reply=_reply(answer), request_id="r")
+    texts = _texts(message)
+    assert "*Rationale*\n• one two" in texts
+    assert "*1. a b*" in texts and "*Owner*\nc d" in texts and "*Outcome*\ne f" in texts
+
+
+def test_markup_inside_a_line_still_formats(persona):
+    answer = _small_answer().model_copy(update={"summary": "Do *not* retry `POST /charges`."})
+    [message] = render_reply(persona=persona, reply=_reply(answer), request_id="r")
+    assert "*Summary*\nDo *not* retry `POST /charges`." in _texts(message)
+
+
+def test_a_forged_label_where_a_long_line_is_cut_is_defused_too(persona):
+    # the cut falls on the last space before 3,000 characters: right before the forged label
+    lead = "word " * 598
+    answer = _small_answer().model_copy(update={"summary": lead + "*Recommendation* ship it"})
+    [message] = render_reply(persona=persona, reply=_reply(answer), request_id="r")
+    pieces = [text for text in _texts(message) if "word" in text or "ship it" in text]
+    assert len(pieces) == 2
+    assert pieces[1] == "\u2217Recommendation* ship it"
+
+
+def test_the_echoed_question_keeps_the_links_its_asker_typed(persona):
+    message = render_question(user_id="U1", persona=persona, question=f"review {PR_URL}")
+    assert message.blocks[0]["text"]["verbatim"] is False

@@ -2,8 +2,9 @@
 
 Slack rejects a message that breaks one of its limits, so the renderer never lets one happen:
 long text is split over several section blocks, and blocks over several messages in the thread,
-rather than cut. Every string from a model goes through `escape()` first, so no model text can
-mention or ping anyone. https://docs.slack.dev/reference/block-kit/blocks
+rather than cut. Model text goes through `_inert()`: it cannot mention or ping anyone, link
+anywhere but to what was read for the answer (or the card's `[links] allowed`), or pass for one of
+the answer's own labels. https://docs.slack.dev/reference/block-kit/blocks
 """
 
 from __future__ import annotations
@@ -49,6 +50,29 @@ _BOUNDARIES = ("\n\n", "\n", " ")
 _QUOTE = "> "
 _NONE = "_none_"
 _BROADCAST = re.compile(r"@(?=channel|here|everyone)", re.IGNORECASE)
+# Characters that show nothing but change how the text around them reads: zero-width spaces and
+# joiners that would hide markup from `_LEADING_MARKUP`, and bidirectional overrides that reorder
+# what is shown. ZWJ and ZWNJ stay: emoji and some scripts need them.
+_INVISIBLE = re.compile(
+    "[\u00ad\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_URL = re.compile(r"https?://[^\s<>|\"'`]+", re.IGNORECASE)
+# Punctuation after a URL that ends the sentence rather than the URL.
+_URL_END = ".,;:!?)]}*_~'\""
+# What mrkdwn reads as markup at the start of a line (bold, italic, strike, code, quote), and our
+# bullet, each with a look-alike that Slack shows as it is.
+_LOOK_ALIKES = {
+    "*": "\u2217",
+    "_": "\uff3f",
+    "~": "\u223c",
+    "`": "\u02cb",
+    "&gt;": "\u203a",
+    "•": "\u25e6",
+}
+_MARK = re.compile("|".join(re.escape(mark) for mark in _LOOK_ALIKES))
+_LEADING_MARKUP = re.compile(
+    rf"^([^\S\n]*)((?:{_MARK.pattern})(?:[^\S\n]*(?:{_MARK.pattern}))*)", re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -70,14 +94,107 @@ def escape(text: str) -> str:
     return _BROADCAST.sub("@\u2060", escaped)
 
 
+@dataclass(frozen=True)
+class _AllowedLinks:
+    """Where links in an answer may point: the sources read for it (any anchor on their page),
+    and the persona card's `[links] allowed` prefixes (each names a whole host, see the card)."""
+
+    read: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, persona: Persona, reply: Reply) -> _AllowedLinks:
+        read = frozenset(_page(citation.url) for citation in reply.citations)
+        return cls(read=read, prefixes=tuple(persona.links.allowed))
+
+    def allow(self, url: str) -> bool:
+        return _page(url) in self.read or url.startswith(self.prefixes)
+
+
+def _page(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
+def _inert(text: str, links: _AllowedLinks, *, one_line: bool = False) -> str:
+    """Model text for a `verbatim` mrkdwn text object: it pings no one, links only where
+    allowed, and cannot pass for one of the answer's labels, quotes or bullets.
+
+    - Invisible characters are dropped, so none can hide markup from the rules below.
+    - `one_line` text (list items, next actions) loses its line breaks: it cannot start a line
+      of its own under ours.
+    - `escape()` turns Slack's control characters into entities and defuses @channel. The text
+      object is `verbatim`, so Slack links no bare URL, domain or channel name in it; a URL of a
+      source read for this answer, or under an allowed prefix, is made a link on purpose
+      (`<url>`), and any other URL stays plain text.
+    - At the start of every line, markup (`*` `_` `~` `` ` `` `>`) and our bullet `•` are swapped
+      for look-alikes Slack does not format (∗ ＿ ∼ ˋ › ◦), so no line of model text opens bold,
+      italic, struck, code or quoted, as our `*Recommendation*` label or quote does. Markup inside
+      a line still formats as the model meant it; `_split` applies the same rule where it cuts
+      a line in two.
+    """
+    text = _INVISIBLE.sub("", text)
+    if one_line:
+        text = " ".join(text.split())
+    shown = "".join(
+        f"<{_link_target(piece)}>" if is_url and links.allow(piece) else escape(piece)
+        for piece, is_url in _url_pieces(text)
+    )
+    return _defuse_line_starts(shown)
+
+
+def _notification(text: str, links: _AllowedLinks) -> str:
+    """Model text for a message's `text`, which notifications, e-mails and screen readers show
+    and which cannot be `verbatim`: a URL not allowed is defanged (`hxxps://evil[.]example/x`)."""
+    text = " ".join(_INVISIBLE.sub("", text).split())
+    return escape(
+        "".join(
+            _defanged(piece) if is_url and not links.allow(piece) else piece
+            for piece, is_url in _url_pieces(text)
+        )
+    )
+
+
+def _url_pieces(text: str) -> list[tuple[str, bool]]:
+    """`text` cut into its URLs and the text between them, each marked as URL or not."""
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    for match in _URL.finditer(text):
+        url = match.group().rstrip(_URL_END)
+        pieces += [(text[start : match.start()], False), (url, True)]
+        start = match.start() + len(url)
+    pieces.append((text[start:], False))
+    return pieces
+
+
+def _defanged(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    host, slash, path = rest.partition("/")
+    return f"hxxp{scheme[4:]}://{host.replace('.', '[.]')}{slash}{path}"
+
+
+def _defuse_line_starts(mrkdwn: str) -> str:
+    return _LEADING_MARKUP.sub(_look_alike, mrkdwn)
+
+
+def _defuse_start(mrkdwn: str) -> str:
+    """The first line's start only: the rest of the lines may be ours."""
+    start = _LEADING_MARKUP.match(mrkdwn)
+    return _look_alike(start) + mrkdwn[start.end() :] if start else mrkdwn
+
+
+def _look_alike(line: re.Match[str]) -> str:
+    return line[1] + _MARK.sub(lambda mark: _LOOK_ALIKES[mark[0]], line[2])
+
+
 def render_reply(*, persona: Persona, reply: Reply, request_id: str) -> list[SlackMessage]:
     """The answer as one message, or several in a row when it is too big for one."""
-    pages = _paginate([*_body(reply.answer), *_sources(reply.citations)])
+    links = _AllowedLinks.of(persona, reply)
+    pages = _paginate([*_body(reply.answer, links), *_sources(reply.citations)])
     messages = []
     for number, page in enumerate(pages, start=1):
         if number == 1:
             header = _header(persona.title)
-            text = f"{escape(persona.title)}: {escape(reply.answer.summary)}"
+            text = f"{escape(persona.title)}: {_notification(reply.answer.summary, links)}"
         else:
             header = _header(persona.title, f" (continued, {number}/{len(pages)})")
             text = _plain(header.text)
@@ -102,7 +219,7 @@ def render_question(*, user_id: str, persona: Persona, question: str) -> SlackMe
     """
     asked = f"<@{user_id}> asked *{escape(persona.title)}*:"
     quoted = _truncate(escape(question), _SECTION_TEXT_MAX)
-    return _message(f"{asked} {quoted}", _quoted(asked, quoted))
+    return _message(f"{asked} {quoted}", _quoted(asked, quoted, verbatim=False))
 
 
 def render_failure(*, reason: str, request_id: str | None) -> SlackMessage:
@@ -140,14 +257,14 @@ def render_unknown_persona(error: UnknownPersonaError) -> str:
     return f"{escape(str(error))} `/oi personas` lists them all."
 
 
-def _body(answer: Answer) -> list[SectionBlock]:
+def _body(answer: Answer, links: _AllowedLinks) -> list[SectionBlock]:
     return [
-        *_sections(_labelled("Summary", [escape(answer.summary)])),
-        *_quoted("*Recommendation*", escape(answer.recommendation)),
-        *_sections(_bulleted("Rationale", answer.rationale)),
-        *_sections(_bulleted("Risks", answer.risks)),
-        *_next_actions(answer.next_actions),
-        *_sections(_bulleted("Missing context", answer.missing_context)),
+        *_sections(_labelled("Summary", [_inert(answer.summary, links)])),
+        *_quoted("*Recommendation*", _inert(answer.recommendation, links)),
+        *_sections(_bulleted("Rationale", answer.rationale, links)),
+        *_sections(_bulleted("Risks", answer.risks, links)),
+        *_next_actions(answer.next_actions, links),
+        *_sections(_bulleted("Missing context", answer.missing_context, links)),
     ]
 
 
@@ -156,7 +273,7 @@ def _sources(citations: list[Citation]) -> list[Block]:
     if not citations:
         return []
     links = [_link(citation) for citation in citations]
-    elements = [MarkdownTextObject(text="*Sources*"), *links]
+    elements = [_mrkdwn("*Sources*"), *links]
     return [
         ContextBlock(elements=elements[start : start + _CONTEXT_ELEMENTS_MAX])
         for start in range(0, len(elements), _CONTEXT_ELEMENTS_MAX)
@@ -165,48 +282,60 @@ def _sources(citations: list[Citation]) -> list[Block]:
 
 def _link(citation: Citation) -> MarkdownTextObject:
     """`<url|title>`; the URL cannot close the link early, the title cannot ping."""
-    url = citation.url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+    url = _link_target(citation.url)
     title = _truncate(escape(citation.title), _CONTEXT_TEXT_MAX - len(url) - 3)
-    return MarkdownTextObject(text=f"<{url}|{title}>")
+    return _mrkdwn(f"<{url}|{title}>")
+
+
+def _link_target(url: str) -> str:
+    """A URL as the target of a `<…>` link, which it can neither close nor label."""
+    return url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
 
 
 def _labelled(label: str, lines: list[str]) -> str:
     return "\n".join([f"*{label}*", *(lines or [_NONE])])
 
 
-def _bulleted(label: str, items: list[str]) -> str:
-    return _labelled(label, [f"• {escape(item)}" for item in items])
+def _bulleted(label: str, items: list[str], links: _AllowedLinks) -> str:
+    return _labelled(label, [f"• {_inert(item, links, one_line=True)}" for item in items])
 
 
-def _quoted(label: str, escaped: str) -> list[SectionBlock]:
-    """A label over a block quote; a piece that starts mid-line is quoted again to stay quoted."""
+def _quoted(label: str, escaped: str, *, verbatim: bool = True) -> list[SectionBlock]:
+    """A label over a block quote; a piece that starts mid-line is quoted again to stay quoted.
+
+    Only the echo of a person's own question is not `verbatim`, so the links they typed work.
+    """
     quoted = "\n".join(_QUOTE + line for line in escaped.splitlines() or [""])
     pieces = _split(f"{label}\n{quoted}", _SECTION_TEXT_MAX - len(_QUOTE))
     return [
-        _section(piece if index == 0 or piece.startswith(_QUOTE.strip()) else _QUOTE + piece)
+        _section(
+            piece if index == 0 or piece.startswith(_QUOTE.strip()) else _QUOTE + piece,
+            verbatim=verbatim,
+        )
         for index, piece in enumerate(pieces)
     ]
 
 
-def _next_actions(actions: list[NextAction]) -> list[SectionBlock]:
+def _next_actions(actions: list[NextAction], links: _AllowedLinks) -> list[SectionBlock]:
     if not actions:
         return _sections(_labelled("Next actions", []))
     blocks = _sections("*Next actions*")
     for number, action in enumerate(actions, start=1):
-        blocks += _next_action(number, action)
+        blocks += _next_action(number, action, links)
     return blocks
 
 
-def _next_action(number: int, action: NextAction) -> list[SectionBlock]:
+def _next_action(number: int, action: NextAction, links: _AllowedLinks) -> list[SectionBlock]:
     """Owner and outcome side by side as fields, or as plain text when a field is too long."""
-    title = f"*{number}. {escape(action.title)}*"
-    fields = [f"*Owner*\n{escape(action.owner)}", f"*Outcome*\n{escape(action.outcome)}"]
+    title = f"*{number}. {_inert(action.title, links, one_line=True)}*"
+    owner, outcome = (_inert(text, links, one_line=True) for text in (action.owner, action.outcome))
+    fields = [f"*Owner*\n{owner}", f"*Outcome*\n{outcome}"]
     if len(title) > _SECTION_TEXT_MAX or any(len(field) > _FIELD_TEXT_MAX for field in fields):
         return _sections("\n".join([title, *fields]))
     return [
         SectionBlock(
-            text=MarkdownTextObject(text=title),
-            fields=[MarkdownTextObject(text=field) for field in fields],
+            text=_mrkdwn(title),
+            fields=[_mrkdwn(field) for field in fields],
         )
     ]
 
@@ -222,7 +351,7 @@ def _footer(reply: Reply) -> ContextBlock:
         f"{escape(reply.model)} · {usage.total_tokens} tokens "
         f"({usage.prompt_tokens} in, {usage.completion_tokens} out) · {reply.latency_seconds:.1f}s"
     )
-    return ContextBlock(elements=[MarkdownTextObject(text=_truncate(text, _CONTEXT_TEXT_MAX))])
+    return ContextBlock(elements=[_mrkdwn(_truncate(text, _CONTEXT_TEXT_MAX))])
 
 
 def _feedback(request_id: str) -> ActionsBlock:
@@ -276,17 +405,31 @@ def _sections(text: str) -> list[SectionBlock]:
     return [_section(piece) for piece in _split(text, _SECTION_TEXT_MAX)]
 
 
-def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text))
+def _section(text: str, *, verbatim: bool = True) -> SectionBlock:
+    return SectionBlock(text=_mrkdwn(text, verbatim=verbatim))
+
+
+def _mrkdwn(text: str, *, verbatim: bool = True) -> MarkdownTextObject:
+    """mrkdwn that Slack does not link up by itself: `verbatim` leaves bare URLs, domains and
+    channel names as text, so the only links are those written as `<…>` here.
+    https://docs.slack.dev/reference/block-kit/composition-objects/text-object"""
+    return MarkdownTextObject(text=text, verbatim=verbatim)
 
 
 def _split(text: str, limit: int) -> list[str]:
-    """Pieces of at most `limit` characters; the whitespace at a split is dropped, nothing else."""
+    """Pieces of at most `limit` characters; the whitespace at a split is dropped, nothing else.
+
+    A piece that starts mid-line gets that line start's markup defused (see `_inert`), since it
+    now opens a block of its own.
+    """
     pieces = []
     while len(text) > limit:
         cut = _cut_point(text, limit)
         pieces.append(text[:cut])
+        mid_line = text[cut] != "\n"
         text = text[cut:].lstrip()
+        if mid_line:
+            text = _defuse_start(text)
     pieces.append(text)
     return [piece for piece in pieces if piece.strip()]
 
