@@ -1,9 +1,14 @@
 """A Reply rendered for a terminal with rich: headed sections, bullets, next actions as a table.
 
-Model text is wrapped in `Text` objects, so markup-like strings from a model print literally.
+Model and source text is wrapped in `Text` objects, so markup-like strings (`[link=…]`) print
+literally, and its control characters are shown as symbols (`_text`), so none reaches the terminal:
+no escape sequence can move the cursor, rewrite what was printed or hide a hyperlink (OSC 8).
+URLs print as the plain text they are; rich makes no link of them.
 """
 
 from __future__ import annotations
+
+import re
 
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
@@ -15,15 +20,19 @@ from rich.text import Text
 from bot.core.answer import Reply
 from bot.core.persona import Persona
 
+# C0 and C1 control characters but newline and tab, and the bidirectional overrides that reorder
+# what a line shows.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
 
 def render_reply(console: Console, *, persona: Persona, reply: Reply) -> None:
     answer = reply.answer
     console.print(Rule(Text(persona.title, style="bold"), align="left"))
-    console.print(_section("Summary", Text(answer.summary)))
+    console.print(_section("Summary", _text(answer.summary)))
     console.print(
         _section(
             "Recommendation",
-            Panel(Text(answer.recommendation, style="bold"), border_style="green", expand=False),
+            Panel(_text(answer.recommendation, style="bold"), border_style="green", expand=False),
         )
     )
     console.print(_section("Rationale", _bullets(answer.rationale)))
@@ -33,7 +42,7 @@ def render_reply(console: Console, *, persona: Persona, reply: Reply) -> None:
     if reply.citations:
         sources = [f"{citation.title}: {citation.url}" for citation in reply.citations]
         console.print(_section("Sources", _bullets(sources)))
-    console.print(Text(_footer(reply), style="dim"))
+    console.print(_text(_footer(reply), style="dim"))
 
 
 def render_personas(console: Console, personas: list[Persona]) -> None:
@@ -51,7 +60,7 @@ def _section(title: str, body: RenderableType) -> Group:
 def _bullets(items: list[str]) -> RenderableType:
     if not items:
         return Text("(none)", style="dim")
-    return Group(*(Text(f"• {item}") for item in items))
+    return Group(*(_text(f"• {item}") for item in items))
 
 
 def _next_actions_table(reply: Reply) -> RenderableType:
@@ -63,8 +72,23 @@ def _next_actions_table(reply: Reply) -> RenderableType:
     table.add_column("Owner", ratio=1)
     table.add_column("Outcome", ratio=3)
     for action in actions:
-        table.add_row(Text(action.title), Text(action.owner), Text(action.outcome))
+        table.add_row(_text(action.title), _text(action.owner), _text(action.outcome))
     return table
+
+
+def _text(text: str, style: str = "") -> Text:
+    """Untrusted text as rich shows it literally, its control characters as visible symbols."""
+    return Text(_CONTROL.sub(_control_picture, text), style=style)
+
+
+def _control_picture(control: re.Match[str]) -> str:
+    """␛ for ESC and its kin (U+2400 onwards), ␡ for DEL, � for C1 controls; overrides vanish."""
+    code = ord(control[0])
+    if code < 0x20:
+        return chr(0x2400 + code)
+    if code == 0x7F:
+        return "\u2421"
+    return "\ufffd" if code <= 0x9F else ""
 
 
 def _footer(reply: Reply) -> str:
