@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,15 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///data/oi.sqlite3"
     port: int = Field(default=3000, ge=0, le=65535, description="0 picks a free port.")
+    oi_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics and /readyz only on this port (0: a free one); unset: PORT.",
+    )
+    oi_metrics_team_ids: bool = Field(
+        default=False, description="Label metrics with raw Slack team IDs, not pseudonyms."
+    )
 
     log_level: str | None = None
     log_format: Literal["json", "console", "auto"] = "auto"
@@ -88,6 +97,13 @@ class Settings(BaseSettings):
     oi_llm_deadline_seconds: float = Field(
         default=180.0, gt=0, description="Whole LLM call, retries and repair included."
     )
+
+    @field_validator("oi_metrics_port")
+    @classmethod
+    def _metrics_port_is_not_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and value == info.data.get("port"):
+            raise ValueError("must differ from PORT (or be unset to serve metrics on PORT)")
+        return value
 
     @property
     def extra_persona_dirs(self) -> list[Path]:

@@ -26,6 +26,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
@@ -35,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
+LOCK = DEPLOY / "requirements.lock"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 COMPOSE_FILES = sorted(DEPLOY.glob("docker-compose*.yml"))
 KUSTOMIZATION = K8S / "kustomization.yaml"
 SECRET_TEMPLATE = K8S / "secret.example.yaml"
@@ -125,7 +131,7 @@ def test_dockerfile_passes_hadolint(tmp_path):
 
 def test_image_runs_oi_bot_as_a_non_root_user_with_only_the_venv():
     stage = final_stage()
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = PYPROJECT["project"]["scripts"]
     [entrypoint] = json.loads(only(stage, "ENTRYPOINT"))
     assert entrypoint == "oi-bot" and entrypoint in scripts
     assert only(stage, "FROM") == "python:3.11-slim-bookworm"  # pinned, and slim
@@ -143,6 +149,79 @@ def test_image_keeps_the_default_sqlite_store_in_data():
     url = make_url(image_env(stage)["DATABASE_URL"])
     assert url.get_backend_name() == "sqlite" and url.database == "/data/oi.sqlite3"
     assert "mkdir /data" in only(stage, "RUN") and "chown oi:oi /data" in only(stage, "RUN")
+
+
+# The image's dependencies: locked, with hashes
+
+
+def locked_pins() -> dict[str, tuple[Version, list[str]]]:
+    """deploy/requirements.lock as {normalised name: (pinned version, sha256 hashes)}."""
+    pins = {}
+    logical = re.sub(r"\\\n", " ", LOCK.read_text())
+    for line in logical.splitlines():
+        line = line.partition("#")[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split(" --hash=")
+        req = Requirement(requirement)
+        [specifier] = req.specifier
+        assert specifier.operator == "==", line
+        hashes = [option.strip().removeprefix("sha256:") for option in options]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), line
+        assert options and all(o.startswith("sha256:") for o in options), line
+        pins[canonicalize_name(req.name)] = (Version(specifier.version), hashes)
+    return pins
+
+
+def image_requirements() -> list[Requirement]:
+    """What the image installs: the runtime dependencies and the build backend."""
+    project = PYPROJECT["project"]["dependencies"]
+    build = PYPROJECT["build-system"]["requires"]
+    assert sorted(PYPROJECT["dependency-groups"]["build"]) == sorted(build)
+    return [Requirement(text) for text in [*project, *build]]
+
+
+def test_every_dependency_has_an_upper_bound_on_its_major():
+    everything = [
+        *PYPROJECT["project"]["dependencies"],
+        *PYPROJECT["build-system"]["requires"],
+        *(req for extra in PYPROJECT["project"]["optional-dependencies"].values() for req in extra),
+    ]
+    for text in everything:
+        operators = {spec.operator for spec in Requirement(text).specifier}
+        assert ">=" in operators and "<" in operators, text
+
+
+def test_the_lock_pins_every_image_dependency_with_hashes():
+    pins = locked_pins()
+    for requirement in image_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in {LOCK.name}"
+        version, hashes = pins[name]
+        assert hashes, name
+        assert requirement.specifier.contains(version, prereleases=True), (name, str(version))
+    assert "oi" not in pins  # the project itself is installed from the source, --no-deps
+
+
+def test_the_image_installs_the_lock_with_require_hashes_then_the_package_alone():
+    builder = dockerfile_instructions(DOCKERFILE.read_text())
+    runs = [arguments for keyword, arguments in builder if keyword == "RUN"]
+    copies = [arguments for keyword, arguments in builder if keyword == "COPY"]
+    lock_in_image = f"deploy/{LOCK.name}"
+    assert any(copy.split()[0] == lock_in_image for copy in copies)
+    assert f"!{lock_in_image}" in DOCKERIGNORE.read_text().splitlines()
+    [locked] = [run for run in runs if "-r " in run]
+    assert re.search(rf"pip install .*--require-hashes -r {LOCK.name}$", locked)
+    [package] = [run for run in runs if run.endswith(" .")]
+    assert "--no-deps" in package and "--no-build-isolation" in package
+    assert runs.index(locked) < runs.index(package)
+
+
+def test_readme_says_how_to_regenerate_the_lock():
+    """The lock's header records the command that made it; the README shows the same one."""
+    header = LOCK.read_text().splitlines()[1].lstrip("# ").strip()
+    assert header.startswith("uv pip compile pyproject.toml") and "--generate-hashes" in header
+    assert header in (REPO / "README.md").read_text()
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -350,20 +429,32 @@ def test_deployment_outlasts_the_bots_shutdown_grace(k8s):
     assert spec["terminationGracePeriodSeconds"] > paused + grace
 
 
-def test_deployment_probes_the_bots_port(k8s):
+def test_deployment_probes_the_bots_ports(k8s):
+    """Liveness on PORT; readiness where the bot serves /readyz (OI_METRICS_PORT when set)."""
     [container] = pod_spec(k8s)["containers"]
-    port = as_settings(k8s["ConfigMap"]["data"]).port
+    settings = as_settings(k8s["ConfigMap"]["data"])
+    port = settings.port
+    metrics_port = settings.oi_metrics_port if settings.oi_metrics_port is not None else port
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert port in named.values()
+    assert {port, metrics_port} <= set(named.values())
 
     def probed(probe: str) -> tuple[str, int]:
         get = container[probe]["httpGet"]
         return get["path"], named.get(get["port"], get["port"])
 
-    assert probed("readinessProbe") == ("/readyz", port)
+    assert probed("readinessProbe") == ("/readyz", metrics_port)
     assert probed("livenessProbe") == ("/healthz", port)
     if "startupProbe" in container:
         assert probed("startupProbe") == ("/healthz", port)
+
+
+def test_service_routes_port_but_not_the_metrics_port(k8s):
+    [container] = pod_spec(k8s)["containers"]
+    settings = as_settings(k8s["ConfigMap"]["data"])
+    assert settings.oi_metrics_port is not None  # metrics are kept off the Service's port
+    by_name = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service_ports = k8s["Service"]["spec"]["ports"]
+    assert {by_name.get(p["targetPort"], p["targetPort"]) for p in service_ports} == {settings.port}
 
 
 def test_deployment_runs_replicas_as_the_images_non_root_user(k8s):
