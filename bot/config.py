@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     oi_linear_allowed_teams: str = Field(
         default="", description="Comma-separated Linear team keys that may be read; empty: any."
     )
+    oi_admin_users: str = Field(
+        default="", description="Comma-separated Slack user IDs who may link, besides admins."
+    )
+    oi_link_policy: Literal["admins", "anyone"] = Field(
+        default="admins", description="Who may /oi link, unlink and default."
+    )
+    oi_external_users: Literal["public-only", "deny", "full"] = Field(
+        default="public-only", description="What people from other organisations may read."
+    )
     oi_lease_seconds: float = Field(
         default=60.0, gt=0, description="A request not renewed for this long is resumed elsewhere."
     )
@@ -85,6 +94,9 @@ class Settings(BaseSettings):
     oi_max_concurrency: int = Field(default=20, ge=1, description="LLM calls at once.")
     oi_queue_limit: int = Field(default=100, ge=0, description="Questions waiting for an LLM slot.")
     oi_user_rate_per_minute: int = Field(default=10, ge=1, description="Questions per person.")
+    oi_user_max_in_flight: int = Field(
+        default=3, ge=1, description="Questions one person may have being answered at once."
+    )
     oi_max_question_chars: int = Field(default=8000, ge=1, description="Longest question taken.")
     oi_daily_token_budget: int = Field(
         default=0, ge=0, description="Tokens a workspace may use per UTC day; 0: no budget."
@@ -118,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def allowed_linear_teams(self) -> list[str]:
         return _comma_separated(self.oi_linear_allowed_teams)
+
+    @property
+    def admin_users(self) -> list[str]:
+        return _comma_separated(self.oi_admin_users)
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so the log pipeline can scrub them wherever they appear."""

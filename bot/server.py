@@ -1,9 +1,11 @@
 """`oi-bot`: the Slack front door as a process.
 
 HTTP mode (no `SLACK_APP_TOKEN`): Slack posts commands, events and button clicks to
-`POST /slack/events`. Socket Mode (`SLACK_APP_TOKEN` set): Slack sends them over a websocket.
-Either way `GET /healthz`, `/readyz` and `/metrics` are served on `PORT`. SIGTERM stops new work,
-lets work in flight finish for `OI_SHUTDOWN_GRACE_SECONDS`, and exits 0.
+`POST /slack/events`, each checked against Slack's signature before anything reads it. Socket
+Mode (`SLACK_APP_TOKEN` set): Slack sends them over a websocket. Either way `GET /healthz` is
+served on `PORT`, and `/readyz` and `/metrics` too unless `OI_METRICS_PORT` gives them a port of
+their own (one Slack's traffic does not reach). SIGTERM stops new work, lets work in flight finish
+for `OI_SHUTDOWN_GRACE_SECONDS`, and exits 0.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import parse_body
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 
 from bot.background import BackgroundTasks
 from bot.config import ConfigError, Settings, load_settings
@@ -34,8 +39,10 @@ from bot.llm import LLMClient
 from bot.log import configure_logging
 from bot.metrics import Metrics
 from bot.slack.admission import QuestionLimits
+from bot.slack.access import AccessPolicy
 from bot.slack.app import build_slack_app
 from bot.slack.client import create_web_client
+from bot.slack.directory import SlackDirectory
 from bot.slack.responder import AnswerLimits, Responder
 from bot.slack.services import SlackServices
 from bot.store import Store
@@ -43,6 +50,9 @@ from bot.store import Store
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_CONFIG = 0, 2
+# Slack's largest requests are message events: 40,000 characters of text (up to 3 bytes each in
+# UTF-8), once as text and once in its blocks, about 240 KB. Bigger bodies get 413 unread.
+MAX_BODY_BYTES = 512 * 1024
 
 
 def main() -> int:
@@ -96,9 +106,12 @@ class BotServer:
     """The process's resources, made at start-up and closed at shutdown, in reverse order."""
 
     def __init__(self, settings: Settings) -> None:
+        assert settings.slack_bot_token is not None
         self._settings = settings
         self._accepting = False
-        self.metrics = Metrics()
+        # Keyed with the bot token: the same pseudonyms on every replica, unknown to a scraper.
+        team_key = settings.slack_bot_token.get_secret_value().encode()
+        self.metrics = Metrics(team_key=None if settings.oi_metrics_team_ids else team_key)
         self.tasks = BackgroundTasks()
 
     async def start(self) -> None:
@@ -115,7 +128,9 @@ class BotServer:
             base_url=settings.slack_api_url,
             session=self._session,
         )
-        bot_user_id = await self._bot_user_id()
+        bot_user_id, team_id = await self._identity()
+        directory = SlackDirectory(client=self.client, home_team_id=team_id)
+        access = AccessPolicy.from_settings(settings)
         self._llm = LLMClient.from_settings(settings)
         self._gatherer = ContextGatherer.from_settings(settings)
         self._responder = Responder(
@@ -132,6 +147,8 @@ class BotServer:
                 deadline_seconds=settings.oi_request_deadline_seconds,
                 daily_token_budget=settings.oi_daily_token_budget,
             ),
+            directory=directory,
+            access=access,
         )
         services = SlackServices(
             store=self.store,
@@ -145,7 +162,10 @@ class BotServer:
             question_limits=QuestionLimits(
                 max_chars=settings.oi_max_question_chars,
                 per_user_per_minute=settings.oi_user_rate_per_minute,
+                max_in_flight=settings.oi_user_max_in_flight,
             ),
+            directory=directory,
+            access=access,
         )
         signing_secret = settings.slack_signing_secret
         self._slack = build_slack_app(
@@ -153,9 +173,17 @@ class BotServer:
             client=self.client,
             signing_secret=signing_secret.get_secret_value() if signing_secret else None,
         )
-        self._runner = web.AppRunner(self._web_app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", settings.port).start()
+        self._verifier: SignatureVerifier | None = None
+        if settings.slack_app_token is None:
+            if signing_secret is None:
+                raise ConfigError("SLACK_SIGNING_SECRET is not set: HTTP mode checks every request")
+            self._verifier = SignatureVerifier(signing_secret.get_secret_value())
+        self._runner = await self._serve_http(self._public_app(), settings.port)
+        self._metrics_runner: web.AppRunner | None = None
+        if settings.oi_metrics_port is not None:
+            self._metrics_runner = await self._serve_http(
+                self._internal_app(), settings.oi_metrics_port
+            )
         self._socket_mode: AsyncSocketModeHandler | None = None
         if settings.slack_app_token is not None:
             self._socket_mode = AsyncSocketModeHandler(
@@ -170,14 +198,29 @@ class BotServer:
         log.info(
             "server.started",
             port=self.port,
+            metrics_port=self.metrics_port,
             mode="socket" if self._socket_mode else "http",
             bot_user_id=bot_user_id,
         )
+
+    @staticmethod
+    async def _serve_http(app: web.Application, port: int) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", port).start()
+        return runner
 
     @property
     def port(self) -> int:
         """The port actually bound (PORT=0 picks a free one)."""
         return int(self._runner.addresses[0][1])
+
+    @property
+    def metrics_port(self) -> int:
+        """Where `/metrics` and `/readyz` are served: `OI_METRICS_PORT`'s (bound) port, or PORT."""
+        if self._metrics_runner is None:
+            return self.port
+        return int(self._metrics_runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Stop taking work, give what is in flight the grace period, then close everything."""
@@ -191,6 +234,8 @@ class BotServer:
         if left:
             log.warning("server.unfinished_requests", count=left)
         await self._runner.cleanup()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self._gatherer.aclose()
         await self._llm.aclose()
         await self._session.close()
@@ -223,32 +268,82 @@ class BotServer:
             self.tasks.spawn(work, name=f"resume-{request.id}")
         return resumed
 
-    async def _bot_user_id(self) -> str:
+    async def _identity(self) -> tuple[str, str]:
+        """The bot's user ID, and the team that installed it (whose members are not outsiders)."""
         try:
             identity = await self.client.auth_test()
         except SlackApiError as error:
             raise ConfigError(
                 f"SLACK_BOT_TOKEN was refused by Slack ({error.response.get('error')})"
             ) from None
-        return str(identity["user_id"])
+        return str(identity["user_id"]), str(identity["team_id"])
 
-    def _web_app(self) -> web.Application:
-        app = web.Application()
+    def _public_app(self) -> web.Application:
+        """PORT: Slack's requests and liveness; readiness and metrics unless they have their own."""
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
+        if self._settings.oi_metrics_port is None:
+            self._add_internal_routes(app)
         if self._settings.slack_app_token is None:
             app.router.add_post("/slack/events", self._slack_events)
         return app
 
+    def _internal_app(self) -> web.Application:
+        """OI_METRICS_PORT: what only the cluster (probes, Prometheus) should reach."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        self._add_internal_routes(app)
+        return app
+
+    def _add_internal_routes(self, app: web.Application) -> None:
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+
     async def _slack_events(self, request: web.Request) -> web.Response:
-        """Slack's HTTP requests; while stopping, 503 so Slack retries them elsewhere."""
+        """Slack's HTTP requests, verified on the raw body before anything parses it.
+
+        Unsigned, stale or wrongly signed: 401. Signed but not a JSON object or a form (with a
+        JSON object as its `payload`): 400. Over `MAX_BODY_BYTES`: 413, unread. While stopping:
+        503, so Slack retries elsewhere.
+        """
         started = time.perf_counter()
         if not self._accepting:
             return web.Response(status=503, text="shutting down")
-        bolt_response = await self._slack.async_dispatch(await to_bolt_request(request))
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._rejected("too_large")
+            raise
+        # One value a header, as bolt keeps them: what is verified is what bolt is given.
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        if not self._signed_by_slack(raw, headers):
+            self._rejected("signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        text = raw.decode()  # UTF-8, or the signature could not have been checked
+        if not _well_formed(text, headers):
+            self._rejected("malformed")
+            return web.json_response({"error": "malformed request"}, status=400)
+        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers={**headers})
+        bolt_response = await self._slack.async_dispatch(bolt_request)
         self.metrics.ack_seconds.observe(time.perf_counter() - started)
         return await to_aiohttp_response(bolt_response)
+
+    def _signed_by_slack(self, raw: bytes, headers: dict[str, str]) -> bool:
+        """Slack's signature over this exact body, made in the last five minutes."""
+        assert self._verifier is not None
+        try:
+            return self._verifier.is_valid(
+                body=raw,
+                timestamp=headers.get("x-slack-request-timestamp"),
+                signature=headers.get("x-slack-signature"),
+            )
+        except ValueError:  # a timestamp that is not a number, a body that is not UTF-8
+            return False
+
+    def _rejected(self, reason: str) -> None:
+        """Counted, and logged without the body or headers: they are the sender's, not Slack's."""
+        self.metrics.rejected_requests.labels(reason).inc()
+        log.info("slack.request_rejected", reason=reason)
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -260,3 +355,13 @@ class BotServer:
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+
+def _well_formed(text: str, headers: dict[str, str]) -> bool:
+    """Whether bolt can take the body: parsed as bolt parses it, a non-empty JSON object."""
+    content_type = headers.get("content-type", "").split(";")[0] or None
+    try:
+        body = parse_body(text, content_type)
+    except ValueError:  # JSON that is not JSON, as the body or as a form's `payload`
+        return False
+    return isinstance(body, dict) and bool(body)

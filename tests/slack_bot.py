@@ -16,7 +16,12 @@ from tests.fakes.github_api import FakeGitHub
 from tests.fakes.linear_api import FakeLinear
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack, SlackCall
-from tests.fakes.slack_requests import sample, signed_headers
+from tests.fakes.slack_requests import (
+    block_actions_body,
+    sample,
+    signed_headers,
+    slash_command_body,
+)
 
 SIGNING_SECRET = "test-signing-secret"
 OPENAI_KEY = "sk-test-bot-0123456789"
@@ -95,6 +100,37 @@ class RunningBot:
 
     async def wait_for_calls(self, method: str, count: int) -> list[Any]:
         return await asyncio.to_thread(self.fake_slack.wait_for_calls, method, count)
+
+    async def link(
+        self, kind: str, target: str, *, channel: str = "C111", user: str = "WADMIN"
+    ) -> None:
+        """`/oi link <kind> <target>` typed by a workspace admin in `channel`, confirmed with the
+        button when the bot asks (private content into a public channel), until it is linked."""
+        self.fake_slack.add_user(user, is_admin=True)
+        name = f"link/{kind}/{target}/{channel}"
+        url = self.fake_slack.response_url(name)
+        said = slash_command_body(
+            f"link {kind} {target}", channel=channel, user=user, response_url=url
+        )
+        await self.send(said)
+        reply = await self._response(name, 1)
+        if reply.args.get("blocks"):
+            [button] = reply.args["blocks"][-1]["elements"]
+            click = block_actions_body(
+                button["action_id"], button["value"], channel=channel, user=user, response_url=url
+            )
+            await self.send(click)
+            reply = await self._response(name, 2)
+        assert reply.args["text"].startswith("Linked"), reply.args["text"]
+
+    async def _response(self, name: str, count: int) -> SlackCall:
+        """The `count`th message the bot sent to the response URL `name`."""
+
+        def sent(fake: FakeSlack) -> list[SlackCall]:
+            return [c for c in fake.calls_to("response_url") if c.path == f"/response/{name}"]
+
+        await self.wait_for(lambda fake: len(sent(fake)) >= count)
+        return sent(self.fake_slack)[count - 1]
 
     async def settle(self) -> None:
         """Wait until the bot has no work in flight (so a test can assert nothing else happens)."""

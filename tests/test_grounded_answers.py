@@ -44,6 +44,7 @@ async def test_pr_and_ticket_are_read_delimited_and_cited(
     _add_payments(fake_github)
     fake_linear.add_team("PAY", "Payments")
     fake_linear.add_issue("PAY-123", title="Duplicate charges", description="Seen on timeouts.")
+    await slack_bot.link("linear", "PAY")  # Linear is private: read only where linked
     pr_url = f"{fake_github.web_url}/acme/payments/pull/42"
     await _ask(slack_bot, f"<@UBOT> review the retry design in <{pr_url}|the PR> (PAY-123)")
     await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
@@ -66,6 +67,7 @@ async def test_injected_readme_and_secrets_never_reach_the_model_or_ping(
 ):
     readme = f"# payments\n{INJECTION}\naws_access_key_id = {AWS_KEY}\n"
     _add_payments(fake_github, readme=readme)
+    slack_bot.fake_slack.add_user("W111", is_admin=True)
     await slack_bot.send(
         slash_command_body(
             "link github acme/payments", response_url=slack_bot.fake_slack.response_url("a")
@@ -106,6 +108,7 @@ async def test_links_are_checked_listed_and_read_only_in_their_channel(
     slack_bot, fake_openai, fake_github
 ):
     _add_payments(fake_github)
+    slack_bot.fake_slack.add_user("W111", is_admin=True)
     status, checking = await slack_bot.send(
         slash_command_body(
             "link github acme/payments", response_url=slack_bot.fake_slack.response_url("a")
@@ -143,6 +146,7 @@ async def test_allow_list_refuses_links_outside_it(settings_for, fake_slack, fak
     settings = settings_for(
         oi_github_allowed_orgs="other-org",
     )
+    fake_slack.add_user("W111", is_admin=True)
     async with running_bot(settings, fake_slack) as bot:
         await bot.send(
             slash_command_body(

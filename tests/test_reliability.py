@@ -187,7 +187,8 @@ async def test_shutdown_hands_unfinished_work_back(settings_for, fake_slack, fak
 async def test_concurrent_deliveries_never_pass_the_rate_limit(
     settings_for, fake_slack, fake_openai
 ):
-    async with running_bot(settings_for(oi_user_rate_per_minute=5), fake_slack) as bot:
+    settings = settings_for(oi_user_rate_per_minute=5, oi_user_max_in_flight=20)
+    async with running_bot(settings, fake_slack) as bot:
         bodies = [
             event_body(mention_event(f"<@UBOT> question {n}", ts=f"2.{n:06d}"), event_id=f"E{n}")
             for n in range(20)

@@ -221,7 +221,9 @@ async def test_llm_failure_is_a_message_with_a_working_try_again(slack_bot, fake
     buttons = [e for b in failure.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
     [retry] = [b for b in buttons if b["action_id"] == RETRY_ACTION]
 
-    click = block_actions_body(RETRY_ACTION, retry["value"], message_ts=failure.args["ts"])
+    click = block_actions_body(
+        RETRY_ACTION, retry["value"], message_ts=failure.args["ts"], user="W111"
+    )
     assert (await slack_bot.send(click))[0] == 200
     await slack_bot.send(click)  # a double click starts nothing more
     await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
@@ -327,6 +329,7 @@ async def test_channel_default_persona_answers_mentions_that_name_none(
     settings = settings_for(
         oi_personas_dir=str(tmp_path),
     )
+    fake_slack.add_user("W111", is_admin=True)
     async with running_bot(settings, fake_slack) as bot:
         status, said = await bot.send(slash_command_body("default sre"))
         assert status == 200 and "*SRE* now answers mentions in this channel" in said

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from bot.context.models import Fetched
 from bot.core.answer import Answer
 from bot.core.conversation import ContextItem
-from bot.store import LinkRecord, NewRequest, RateLimited, RequestRecord, Store
+from bot.store import LinkRecord, NewRequest, Quota, RateLimited, RequestRecord, Store
 from bot.store.database import connect
 from bot.store.tables import Base, Claim, Request, RequestTransition
 from tests.fakes.openai_api import VALID_ANSWER
@@ -267,13 +267,48 @@ async def test_a_burst_past_the_rate_is_refused_exactly(database_url, store, rep
     # SQLite serves one process; PostgreSQL serializes authors across replicas too
     stores = [store] if database_url.startswith("sqlite") else [store, replica]
     claims = [
-        stores[n % len(stores)].claim_request(_new(f"event:E{n}"), per_minute=3) for n in range(10)
+        stores[n % len(stores)].claim_request(_new(f"event:E{n}"), quota=_RATE_ONLY)
+        for n in range(10)
     ]
     results = await asyncio.gather(*claims, return_exceptions=True)
     assert sum(isinstance(r, RequestRecord) for r in results) == 3
     assert sum(isinstance(r, RateLimited) for r in results) == 7
-    other = await store.claim_request(_new("event:other", user_id="W999"), per_minute=3)
+    other = await store.claim_request(_new("event:other", user_id="W999"), quota=_RATE_ONLY)
     assert other is not None
+
+
+_RATE_ONLY = Quota(per_minute=3, in_flight=100)
+
+
+async def test_questions_being_answered_are_capped_per_person(store):
+    quota = Quota(per_minute=100, in_flight=2)
+    first = await store.claim_request(_new("event:A"), quota=quota)
+    await store.claim_request(_new("event:B"), quota=quota)
+    with pytest.raises(RateLimited) as refused:
+        await store.claim_request(_new("event:C"), quota=quota)
+    assert refused.value.busy and refused.value.in_flight == 2
+    await store.transition(first.id, "answered")
+    assert await store.claim_request(_new("event:C"), quota=quota) is not None
+
+
+async def test_a_retry_counts_toward_its_askers_rate(store):
+    quota = Quota(per_minute=2, in_flight=100)
+    failed = await store.claim_request(_new("event:A"), quota=quota)
+    await store.transition(failed.id, "failed", detail="boom")
+    await store.claim_request(_new("event:B"), quota=quota)
+    with pytest.raises(RateLimited) as refused:
+        await store.reopen_failed(failed.id, quota=quota)
+    assert not refused.value.busy and refused.value.asked == 2
+    assert (await store.get_request(failed.id)).state == "failed"  # nothing changed
+
+
+async def test_reservations_never_pass_a_spent_budget_together(store, replica):
+    reservations = await asyncio.gather(
+        *(s.reserve_tokens("T111", "2026-11-26", 400, budget=1000) for s in [store, replica] * 5)
+    )
+    assert sum(reservations) == 3  # 0, 400, 800 were under 1,000; 1,200 is not
+    await store.add_tokens("T111", "2026-11-26", -400)
+    assert await store.tokens_used("T111", "2026-11-26") == 800
 
 
 async def _answered(store, thread, n: int, tokens: int, day: str = "2026-11-26") -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from bot.context.models import SourceError
 from bot.core.commands import (
@@ -19,6 +19,7 @@ from bot.core.commands import (
 from bot.core.persona import UnknownPersonaError
 from bot.slack.render import (
     escape,
+    render_link_confirmation,
     render_links,
     render_personas,
     render_unknown_persona,
@@ -27,7 +28,11 @@ from bot.slack.render import (
 from bot.slack.services import SlackServices
 from bot.store import LinkRecord
 
-Reply = Callable[[str], Awaitable[object]]
+
+class Reply(Protocol):
+    """Tells the person who typed a command something, later: text, or Block Kit with it."""
+
+    async def __call__(self, text: str, *, blocks: list[dict[str, Any]] | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ async def run_command(
     """
     if isinstance(command, ListPersonas):
         return render_personas(services.personas.all())
+    if isinstance(command, SetDefaultPersona | Link | Unlink):
+        refused = services.access.why_not_link(await services.directory.person(channel.user_id))
+        if refused:
+            return refused
     if isinstance(command, SetDefaultPersona):
         await services.store.set_channel_persona(
             channel.team_id, channel.channel_id, command.persona
@@ -76,7 +85,7 @@ async def run_command(
     if isinstance(command, Link):
         link = LinkRecord(kind=command.kind, target=command.target)
         services.tasks.spawn(
-            _link(services, channel, link, reply_later), name=f"link-{command.target}"
+            link_source(services, channel, link, reply_later), name=f"link-{command.target}"
         )
         return f"Checking that I can read {command.kind} {escape(command.target)}…"
     if isinstance(command, Unlink):
@@ -91,13 +100,31 @@ async def run_command(
     raise TypeError(f"not a command to run: {command!r}")
 
 
-async def _link(services: SlackServices, channel: Channel, link: LinkRecord, reply: Reply) -> None:
-    """Link only what exists, is allowed, and the token can read; say why not otherwise."""
+async def link_source(
+    services: SlackServices,
+    channel: Channel,
+    link: LinkRecord,
+    reply: Reply,
+    *,
+    confirmed: bool = False,
+) -> None:
+    """Link only what exists, is allowed, and the token can read; say why not otherwise.
+
+    Private content (a private repository, any Linear team) becomes visible to everyone who
+    can read a public channel, so linking it there waits for the asker's `confirmed` click.
+    """
     target = escape(link.target)
     try:
-        await services.gatherer.check_link(link.kind, link.target)
+        private = await services.gatherer.check_link(link.kind, link.target)
     except SourceError as error:
         await reply(f"Not linked: {escape(str(error))}")
+        return
+    conversation = await services.directory.conversation(channel.channel_id)
+    if private and conversation.is_public and not confirmed:
+        message = render_link_confirmation(
+            link=link, team_id=channel.team_id, user_id=channel.user_id, conversation=conversation
+        )
+        await reply(message.text, blocks=message.blocks)
         return
     added = await services.store.add_link(
         channel.team_id, channel.channel_id, link, linked_by=channel.user_id

@@ -9,6 +9,7 @@ the answer's own labels. https://docs.slack.dev/reference/block-kit/blocks
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,14 +29,17 @@ from slack_sdk.models.blocks import (
 from bot.core.answer import Answer, Citation, NextAction, Reply
 from bot.core.commands import USAGE
 from bot.core.persona import Persona, UnknownPersonaError
+from bot.slack.directory import Conversation
 from bot.store import LinkRecord
 
 RETRY_ACTION = "oi_retry"
 FEEDBACK_UP_ACTION = "oi_feedback_up"
 FEEDBACK_DOWN_ACTION = "oi_feedback_down"
+CONFIRM_LINK_ACTION = "oi_confirm_link"
 
 _SECTION_TEXT_MAX = SectionBlock.text_max_length
 _HEADER_TEXT_MAX = HeaderBlock.text_max_length
+_BUTTON_TEXT_MAX = 75
 _FIELD_TEXT_MAX = 2_000
 _CONTEXT_TEXT_MAX = 2_000
 _CONTEXT_ELEMENTS_MAX = 10
@@ -250,6 +254,36 @@ def render_links(links: list[LinkRecord]) -> str:
         return "Nothing is linked in this channel. Try `/oi link github owner/repo`."
     lines = [f"• {link.kind} {escape(link.target)}" for link in links]
     return "\n".join(["Linked in this channel (read for its questions):", *lines])
+
+
+def render_link_confirmation(
+    *, link: LinkRecord, team_id: str, user_id: str, conversation: Conversation
+) -> SlackMessage:
+    """Asks before private content becomes readable by everyone who reads a public channel.
+
+    The button's value names the link, the asker (only they may confirm) and the conversation.
+    """
+    target, where = escape(link.target), escape(conversation.label)
+    if link.kind == "github":
+        what = f"*{target}* is a private repository"
+        visible = "its code, pull requests, issues and commits"
+    else:
+        what = f"Linear team *{target}* is private to your workspace's Linear"
+        visible = "its tickets and their comments"
+    text = (
+        f"{what}, and {where} is a public channel: once linked, anyone in the workspace who "
+        f"reads {where} can see what I read from it ({visible}) in my answers there. "
+        "Link it anyway?"
+    )
+    asked = {"kind": link.kind, "target": link.target, "team": team_id, "user": user_id}
+    value = json.dumps({**asked, "channel": conversation.channel_id})
+    confirm = ButtonElement(
+        text=_truncate(f"Link {link.target} to {conversation.label}", _BUTTON_TEXT_MAX),
+        action_id=CONFIRM_LINK_ACTION,
+        value=value,
+        style="danger",
+    )
+    return _message(text, [_section(text), ActionsBlock(elements=[confirm])])
 
 
 def render_unknown_persona(error: UnknownPersonaError) -> str:

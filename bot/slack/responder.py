@@ -18,21 +18,24 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.context.gather import ContextGatherer, Gathered, Links
+from bot.context.gather import ContextGatherer, Gathered, Links, Reach
 from bot.core.answer import Reply
-from bot.core.conversation import Turn
+from bot.core.conversation import Turn, estimate_tokens
 from bot.core.engine import Engine
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaRegistry, UnknownPersonaError
 from bot.limits import BusyError, ConcurrencyLimit
 from bot.log import request_context
 from bot.metrics import Metrics
+from bot.slack.access import OUTSIDERS_DENIED, AccessPolicy, place
+from bot.slack.directory import SlackDirectory
 from bot.slack.render import (
     SlackMessage,
     render_failure,
@@ -56,6 +59,9 @@ _MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
 # never queue behind a burst of new ones. Measured at 100 questions/s (bench/RESULTS.md), 2 gave
 # the fastest acks (p99 78 ms; 159 ms with 4, 992 ms unbounded); a Slack rate limit on a post
 # holds its place for the Retry-After Slack asks.
+# The persona card's system prompt and a full answer, reserved with each call's question,
+# history and context from the daily token budget.
+_CARD_AND_ANSWER_TOKENS = 3_000
 _STARTING_AT_ONCE = 2
 _FINISHING_AT_ONCE = 2
 
@@ -91,8 +97,12 @@ class Responder:
         metrics: Metrics,
         concurrency: ConcurrencyLimit,
         limits: AnswerLimits,
+        directory: SlackDirectory,
+        access: AccessPolicy,
     ) -> None:
         self._client = client
+        self._directory = directory
+        self._access = access
         self._store = store
         self._engine = engine
         self._gatherer = gatherer
@@ -149,10 +159,18 @@ class Responder:
         except Exception:  # the database itself may be what failed
             log.exception("request.hand_back_failed")
 
-    async def tell(self, *, channel: str, user: str, thread_ts: str | None, text: str) -> None:
+    async def tell(
+        self,
+        *,
+        channel: str,
+        user: str,
+        thread_ts: str | None,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
         """A short ephemeral note to one person (help, the persona list, a typo's suggestion)."""
         await self._client.chat_postEphemeral(
-            channel=channel, user=user, thread_ts=thread_ts, text=text
+            channel=channel, user=user, thread_ts=thread_ts, text=text, blocks=blocks
         )
 
     @asynccontextmanager
@@ -191,6 +209,16 @@ class Responder:
         except UnknownPersonaError as error:
             await self._store.transition(request.id, "failed", detail=str(error))
             return "failed"
+        reach = self._access.reach(await self._directory.person(request.user_id))
+        if reach is None:
+            await self._store.transition(request.id, "failed", detail="OI_EXTERNAL_USERS=deny")
+            await self.tell(
+                channel=request.channel_id,
+                user=request.user_id,
+                thread_ts=request.thread_ts,
+                text=OUTSIDERS_DENIED,
+            )
+            return "refused"
         async with self._starting:
             thread_ts = request.thread_ts or await self._post_question(request, persona)
             memory = await self._store.open_thread(
@@ -202,9 +230,9 @@ class Responder:
             )
             reply_ts = await self._show_progress(request, persona, thread_ts)
         thread = memory.thread
-        gathered = await self._gather(request, persona, memory)
+        gathered = await self._gather(request, persona, memory, reach)
         try:
-            reply = await self._think(
+            reply, reserved = await self._think(
                 request, persona, thread.id, history=memory.history, gathered=gathered
             )
         except _Refused as refused:
@@ -212,8 +240,9 @@ class Responder:
             return await self.fail(request, refused.reason, detail=refused.detail)
         async with self._finishing:
             # Remembered before it is shown, so a reply typed the moment it appears sees it.
+            used = reply.usage.total_tokens - reserved
             await self._store.record_answer(
-                request, thread.id, reply.answer, day=_today(), tokens=reply.usage.total_tokens
+                request, thread.id, reply.answer, day=_today(), tokens=used
             )
             first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
             await self._update(request.channel_id, reply_ts, first)
@@ -229,10 +258,20 @@ class Responder:
         *,
         history: Sequence[Turn],
         gathered: Gathered,
-    ) -> Reply:
-        """The LLM call, within the workspace's daily budget and the process's concurrency cap."""
+    ) -> tuple[Reply, int]:
+        """The LLM call, within the workspace's daily budget and the process's concurrency cap;
+        with the reply, the tokens reserved for it from the budget.
+
+        The call's tokens are reserved before it starts, so calls starting together cannot all
+        pass a budget that has room for one; a call that fails keeps its reservation (the model
+        may well have spent it), one that never started gives it back.
+        """
         budget = self._limits.daily_token_budget
-        if budget and await self._store.tokens_used(request.team_id, _today()) >= budget:
+        reserved = _estimated_tokens(request.question, history, gathered) if budget else 0
+        day = _today()
+        if budget and not await self._store.reserve_tokens(
+            request.team_id, day, reserved, budget=budget
+        ):
             raise _Refused(
                 f"This workspace has used its daily budget of {budget:,} tokens; "
                 "I can answer again after 00:00 UTC."
@@ -244,16 +283,19 @@ class Responder:
                     persona=persona, question=request.question, history=history, gathered=gathered
                 )
         except BusyError:
+            if reserved:
+                await self._store.add_tokens(request.team_id, day, -reserved)
             raise _Refused(BUSY) from None
         except AnswerError as error:
             raise _Refused(error.user_message, str(error)) from None
         self._metrics.observe_reply(reply, team_id=request.team_id)
-        return reply
+        return reply, reserved
 
     async def _gather(
-        self, request: RequestRecord, persona: Persona, memory: ThreadMemory
+        self, request: RequestRecord, persona: Persona, memory: ThreadMemory, reach: Reach
     ) -> Gathered:
-        """Read what the question and the channel's links refer to, or the thread read before."""
+        """Read what the question and the channel's links refer to, or the thread read before;
+        `reach` says what the asker may read beyond the links."""
         started = time.perf_counter()
         gathered = await self._gatherer.gather(
             text=request.question,
@@ -262,6 +304,8 @@ class Responder:
                 repositories=[link.target for link in memory.links if link.kind == "github"],
                 linear_teams=[link.target for link in memory.links if link.kind == "linear"],
             ),
+            reach=reach,
+            place=place(request.channel_id),
             cached=memory.cached,
         )
         self._metrics.context_seconds.observe(time.perf_counter() - started)
@@ -330,6 +374,14 @@ class Responder:
         await self._client.chat_update(
             channel=channel, ts=ts, text=message.text, blocks=message.blocks
         )
+
+
+def _estimated_tokens(question: str, history: Sequence[Turn], gathered: Gathered) -> int:
+    """What one LLM call will likely use, reserved before it: its question, the thread so far
+    and the context (all over-counted, never under), plus the card and the answer."""
+    texts = [question, *(item.text for item in gathered.items)]
+    texts += [part for turn in history for part in (turn.question, turn.answer.model_dump_json())]
+    return sum(estimate_tokens(text) for text in texts) + _CARD_AND_ANSWER_TOKENS
 
 
 def _today() -> str:

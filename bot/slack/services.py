@@ -8,7 +8,9 @@ from bot.background import BackgroundTasks
 from bot.context.gather import ContextGatherer
 from bot.core.persona import PersonaRegistry
 from bot.metrics import Metrics
+from bot.slack.access import AccessPolicy
 from bot.slack.admission import QuestionLimits
+from bot.slack.directory import SlackDirectory
 from bot.slack.responder import Responder
 from bot.store import Store
 
@@ -24,3 +26,5 @@ class SlackServices:
     bot_user_id: str
     default_persona: str
     question_limits: QuestionLimits
+    directory: SlackDirectory
+    access: AccessPolicy

@@ -3,6 +3,7 @@
 from bot.store.store import (
     LinkRecord,
     NewRequest,
+    Quota,
     RateLimited,
     RequestRecord,
     Store,
@@ -13,6 +14,7 @@ from bot.store.store import (
 __all__ = [
     "LinkRecord",
     "NewRequest",
+    "Quota",
     "RateLimited",
     "RequestRecord",
     "Store",

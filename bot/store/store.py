@@ -24,6 +24,7 @@ from alembic.config import Config
 from sqlalchemy import (
     Table,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -65,6 +66,9 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _FINAL_STATES = ("answered", "failed")
 _MIGRATION_LOCK = 0x6F69  # "oi": application-chosen advisory lock keys
 _RATE_LOCK = 0x6F6972  # "oir"
+# A request still unfinished this long after it was asked has failed or been resumed long since
+# (OI_REQUEST_DEADLINE_SECONDS); the in-flight count looks no further back.
+_IN_FLIGHT_WINDOW = timedelta(hours=1)
 _CLAIM_BATCH = 500  # claims in one transaction, well within SQLite's bound on parameters
 _Row = TypeVar("_Row")
 
@@ -95,12 +99,23 @@ _LINKS = (
 )
 
 
-class RateLimited(Exception):
-    """The author asked too many questions in the last minute; `asked` says how many."""
+@dataclass(frozen=True)
+class Quota:
+    """How much one person may ask: questions a minute, and questions being answered at once."""
 
-    def __init__(self, asked: int) -> None:
-        super().__init__(f"{asked} questions in the last minute")
+    per_minute: int
+    in_flight: int
+
+
+class RateLimited(Exception):
+    """The author is over their `Quota`: `asked` questions in the last minute, or `in_flight`
+    still being answered (`busy`)."""
+
+    def __init__(self, *, asked: int, in_flight: int, busy: bool) -> None:
+        super().__init__(f"{asked} questions in the last minute, {in_flight} being answered")
         self.asked = asked
+        self.in_flight = in_flight
+        self.busy = busy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +147,7 @@ class RequestRecord(NewRequest):
 @dataclass(frozen=True)
 class _PendingClaim:
     new: NewRequest
-    per_minute: int | None
+    quota: Quota | None
     outcome: asyncio.Future[RequestRecord | None]
 
 
@@ -236,17 +251,18 @@ class Store:
         return True
 
     async def claim_request(
-        self, new: NewRequest, *, per_minute: int | None = None
+        self, new: NewRequest, *, quota: Quota | None = None
     ) -> RequestRecord | None:
         """Record the request, leased to this process, or None when another delivery of it was
         claimed already. The lease is how a crashed process's work is found and resumed.
 
-        With `per_minute`, raises `RateLimited` instead when its author already asked that
-        many questions in the last minute, counted in the same transaction as the recording
-        (under a PostgreSQL advisory lock across replicas), so a burst is never let through.
-        Claims arriving together are written together: see `_write_claims`.
+        With `quota`, raises `RateLimited` instead when its author already asked that many
+        questions in the last minute or has that many being answered, counted in the same
+        transaction as the recording (under a PostgreSQL advisory lock across replicas), so a
+        burst is never let through. Claims arriving together are written together: see
+        `_write_claims`.
         """
-        pending = _PendingClaim(new, per_minute, asyncio.get_running_loop().create_future())
+        pending = _PendingClaim(new, quota, asyncio.get_running_loop().create_future())
         self._pending_claims.append(pending)
         if self._claim_writer is None or self._claim_writer.done():
             self._claim_writer = asyncio.create_task(self._write_claims(), name="store-claims")
@@ -286,19 +302,20 @@ class Store:
                 select(Claim.key).where(Claim.key.in_([p.new.claim_key for p in batch]))
             )
         )
-        asked = self._questions_asked(
-            session, {(p.new.team_id, p.new.user_id) for p in batch if p.per_minute}, now
+        asking = self._asking(
+            session, {(p.new.team_id, p.new.user_id) for p in batch if p.quota}, now
         )
         outcomes: list[RequestRecord | RateLimited | None] = []
         for pending in batch:
             new, author = pending.new, (pending.new.team_id, pending.new.user_id)
+            refused = _over_quota(asking[author], pending.quota)
             if new.claim_key in taken:
                 outcomes.append(None)
-            elif pending.per_minute is not None and asked[author] >= pending.per_minute:
-                outcomes.append(RateLimited(asked[author]))
+            elif refused is not None:
+                outcomes.append(refused)
             else:
                 taken.add(new.claim_key)
-                asked[author] += 1
+                asking[author] = _Asking(asking[author].asked + 1, asking[author].in_flight + 1)
                 outcomes.append(_new_record(new))
         records = [o for o in outcomes if isinstance(o, RequestRecord)]
         if not records:
@@ -328,27 +345,31 @@ class Store:
             )
         return outcomes
 
-    def _questions_asked(
+    def _asking(
         self, session: Session, authors: set[tuple[str, str]], now: datetime
-    ) -> defaultdict[tuple[str, str], int]:
-        """Each author's questions in the last minute. On PostgreSQL, replicas count under one
-        lock, held until the batch is written, so that two never let the same burst through."""
-        asked: defaultdict[tuple[str, str], int] = defaultdict(int)
+    ) -> defaultdict[tuple[str, str], _Asking]:
+        """Each author's questions in the last minute, and those still being answered (asked
+        within `_IN_FLIGHT_WINDOW`: older ones have failed or been resumed long since). On
+        PostgreSQL, replicas count under one lock, held until the batch is written, so that two
+        never let the same burst through."""
+        asking: defaultdict[tuple[str, str], _Asking] = defaultdict(lambda: _Asking(0, 0))
         if not authors:
-            return asked
+            return asking
         if self._database.dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RATE_LOCK})
+        recent = case((Request.created_at >= now - timedelta(seconds=60), 1), else_=0)
+        unfinished = case((Request.state.not_in(_FINAL_STATES), 1), else_=0)
         rows = session.execute(
-            select(Request.team_id, Request.user_id, func.count())
+            select(Request.team_id, Request.user_id, func.sum(recent), func.sum(unfinished))
             .where(
                 tuple_(Request.team_id, Request.user_id).in_(sorted(authors)),
-                Request.created_at >= now - timedelta(seconds=60),
+                Request.created_at >= now - _IN_FLIGHT_WINDOW,
             )
             .group_by(Request.team_id, Request.user_id)
         )
-        for team_id, user_id, count in rows:
-            asked[(team_id, user_id)] = count
-        return asked
+        for team_id, user_id, asked, in_flight in rows:
+            asking[(team_id, user_id)] = _Asking(int(asked), int(in_flight))
+        return asking
 
     def _request_row(self, record: RequestRecord, now: datetime) -> dict[str, Any]:
         return {
@@ -381,12 +402,27 @@ class Store:
             lambda session: _transition(session, request_id, state, detail, reply_ts)
         )
 
-    async def reopen_failed(self, request_id: str) -> RequestRecord | None:
+    async def reopen_failed(
+        self, request_id: str, *, quota: Quota | None = None
+    ) -> RequestRecord | None:
         """Failed → received, leased to this process, atomically: of two clicks on "Try again",
-        only one wins. Attempts start again: a person asked for a new try."""
+        only one wins. Attempts start again: a person asked for a new try.
+
+        A retry is the question asked again, now: it counts toward its author's `quota` (and
+        raises `RateLimited` over it) like a new question, and is dated now for later counts.
+        """
 
         def work(session: Session) -> RequestRecord | None:
             now = _now()
+            if quota is not None:
+                author = session.execute(
+                    select(Request.team_id, Request.user_id).where(Request.id == request_id)
+                ).first()
+                if author is not None:
+                    asking = self._asking(session, {(author[0], author[1])}, now)
+                    refused = _over_quota(asking[(author[0], author[1])], quota)
+                    if refused is not None:
+                        raise refused
             result = session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.state == "failed")
@@ -396,6 +432,7 @@ class Store:
                     attempts=1,
                     lease_owner=self.owner,
                     lease_expires_at=self._lease_end(now),
+                    created_at=now,
                     updated_at=now,
                 )
             )
@@ -473,6 +510,31 @@ class Store:
             )
 
         return await self._database.run(work)
+
+    async def reserve_tokens(self, team_id: str, day: str, tokens: int, *, budget: int) -> bool:
+        """Count `tokens` against the workspace's day before an LLM call, unless the day's
+        count has reached `budget` already: in one statement, so that calls starting together
+        (on any replica) each see the others' reservations. `record_answer` settles the
+        difference with what the call really used."""
+        usage = {"team_id": team_id, "day": day, "tokens": 0}
+        reserve = (
+            update(TokenUsage)
+            .where(
+                TokenUsage.team_id == team_id, TokenUsage.day == day, TokenUsage.tokens < budget
+            )
+            .values(tokens=TokenUsage.tokens + tokens)
+        )
+
+        def work(session: Session) -> bool:
+            session.execute(self._upserts.add_tokens, usage)
+            return _rowcount(session.execute(reserve)) == 1
+
+        return await self._database.run(work)
+
+    async def add_tokens(self, team_id: str, day: str, tokens: int) -> None:
+        """Add to (or, negative, give back to) the workspace's count for the day."""
+        usage = {"team_id": team_id, "day": day, "tokens": tokens}
+        await self._database.run(lambda session: session.execute(self._upserts.add_tokens, usage))
 
     async def tokens_used(self, team_id: str, day: str) -> int:
         def work(session: Session) -> int:
@@ -573,7 +635,8 @@ class Store:
         self, request: RequestRecord, thread_id: int, answer: Answer, *, day: str, tokens: int
     ) -> None:
         """Remember the request's answer in its thread (a resumed request's new answer replaces
-        its old one) and count its tokens for the workspace's day, in one statement each so
+        its old one) and add `tokens` to the workspace's day (what the call used beyond what
+        was reserved for it; less than none gives back the rest), in one statement each so
         that replicas never race."""
         turn = {
             "thread_id": thread_id,
@@ -661,6 +724,23 @@ class Store:
 
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)
+
+
+@dataclass(frozen=True)
+class _Asking:
+    """One author's questions in the last minute, and those still being answered."""
+
+    asked: int
+    in_flight: int
+
+
+def _over_quota(asking: _Asking, quota: Quota | None) -> RateLimited | None:
+    if quota is None:
+        return None
+    if asking.asked >= quota.per_minute or asking.in_flight >= quota.in_flight:
+        busy = asking.asked < quota.per_minute
+        return RateLimited(asked=asking.asked, in_flight=asking.in_flight, busy=busy)
+    return None
 
 
 def _transition(

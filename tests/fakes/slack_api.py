@@ -73,7 +73,13 @@ ERRORS: dict[str, frozenset[str]] = {
     "reactions.add": frozenset({"no_item_specified", "invalid_name", "already_reacted"}),
     "reactions.remove": frozenset({"no_item_specified", "invalid_name", "no_reaction"}),
     "apps.connections.open": frozenset(),
+    "users.info": frozenset({"user_not_found"}),
+    "conversations.info": frozenset({"channel_not_found"}),
+    "conversations.members": frozenset({"channel_not_found", "invalid_cursor"}),
 }
+# The people who act in Slack's sample payloads (tests/vendor/slack/samples).
+SAMPLE_USERS = ("U111", "U222", "UB111", "W111", "W222")
+
 # Errors any method can answer: a missing or wrong token, and the bodies of `rate_limit()` (429)
 # and `server_error()` (500).
 COMMON_ERRORS = frozenset({"not_authed", "invalid_auth", "ratelimited", "fatal_error"})
@@ -131,6 +137,9 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_acks: list[dict[str, Any]] = []
         self._last_ts = 1_700_000_000_000_000  # microseconds
+        self._users: dict[str, dict[str, Any]] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
+        self._members: dict[str, list[str]] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -140,10 +149,14 @@ class FakeSlack:
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "apps.connections.open": self._connections_open,
+            "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
+            "conversations.members": self._conversations_members,
         }
         assert self._methods.keys() == ERRORS.keys(), "declare each method's errors in ERRORS"
         app = web.Application()
         app.router.add_post("/api/{method}", self._web_api)
+        app.router.add_get("/api/{method}", self._web_api)  # slack_sdk GETs users.info & co.
         app.router.add_post("/response/{name:.*}", self._response_url)
         app.router.add_get("/socket-mode", self._socket_mode)
         self._server = ThreadedServer(app)
@@ -168,6 +181,47 @@ class FakeSlack:
 
     def stop(self) -> None:
         self._server.stop(before=self._close_sockets)
+
+    # -- the workspace: people and conversations (anyone else is a plain member of the team)
+
+    def add_user(
+        self,
+        user_id: str,
+        *,
+        team_id: str | None = None,
+        is_admin: bool = False,
+        is_owner: bool = False,
+        is_stranger: bool = False,
+    ) -> None:
+        """A person as `users.info` shows them; `team_id` other than ours: Slack Connect."""
+        self._users[user_id] = {
+            "team_id": team_id or self.team_id,
+            "is_admin": is_admin,
+            "is_owner": is_owner,
+            "is_primary_owner": False,
+            **({"is_stranger": True} if is_stranger else {}),
+        }
+
+    def add_channel(
+        self,
+        channel_id: str,
+        *,
+        name: str = "general",
+        private: bool = False,
+        ext_shared: bool = False,
+        members: list[str] | None = None,
+    ) -> None:
+        """A channel as `conversations.info` shows it, and its members when given (otherwise the
+        bot, the people of Slack's samples and those added with `add_user`). Channel ids without an entry follow Slack's
+        prefixes: `D…` a DM, `G…` a private channel, anything else public."""
+        self._channels[channel_id] = {
+            "name": name,
+            "is_private": private,
+            "is_ext_shared": ext_shared,
+            "is_shared": ext_shared,
+        }
+        if members is not None:
+            self._members[channel_id] = list(members)
 
     # -- what tests read
 
@@ -424,6 +478,61 @@ class FakeSlack:
 
     def _connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self._server.port}/socket-mode"}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = _required(args, "user", "user_not_found")
+        known = self._users.get(user_id, {"team_id": self.team_id})
+        user = {
+            "id": user_id,
+            "name": user_id.lower(),
+            "deleted": False,
+            "is_bot": False,
+            "is_app_user": False,
+            "is_admin": False,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "updated": 1700000000,
+            **known,
+        }
+        return {"user": user}
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = _required(args, "channel", "channel_not_found")
+        im, mpim = channel_id.startswith("D"), False
+        known = self._channels.get(channel_id, {"is_private": channel_id.startswith(("G", "D"))})
+        channel = {
+            "id": channel_id,
+            "created": 1449252889,
+            "is_archived": False,
+            "is_channel": not im,
+            "is_group": False,
+            "is_im": im,
+            "is_mpim": mpim,
+            "is_member": True,
+            "is_ext_shared": False,
+            "is_org_shared": False,
+            "is_shared": False,
+            "is_general": False,
+            **({} if im else {"name": "general", "name_normalized": "general"}),
+            **known,
+        }
+        return {"channel": channel}
+
+    def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One page of `limit` members; `response_metadata.next_cursor` is the next offset."""
+        channel_id = _required(args, "channel", "channel_not_found")
+        members = self._members.get(channel_id)
+        if members is None:
+            members = [self.bot_user_id, *SAMPLE_USERS, *self._users]
+        cursor = str(args.get("cursor") or "0")
+        if not cursor.isdigit():
+            raise _Refusal("invalid_cursor")
+        start, limit = int(cursor), int(args.get("limit") or 100)
+        page = members[start : start + limit]
+        more = start + limit < len(members)
+        return {"members": page, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
     def _bot_message(self) -> dict[str, Any]:
         """A message as Slack returns one the bot posted with its bot token (`ts` still to come)."""

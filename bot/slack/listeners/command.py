@@ -46,7 +46,7 @@ def register(app: AsyncApp, services: SlackServices) -> None:
                     persona=parsed.persona,
                     question=parsed.question,
                 ),
-                per_minute=services.question_limits.per_user_per_minute,
+                quota=services.question_limits.quota,
             )
         except RateLimited as limited:
             await ack(text=too_often(limited, services.question_limits))

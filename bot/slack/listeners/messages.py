@@ -74,7 +74,7 @@ async def _handle(
     )
     try:
         request = await services.store.claim_request(
-            new, per_minute=services.question_limits.per_user_per_minute
+            new, quota=services.question_limits.quota
         )
     except RateLimited as limited:
         where = Channel(team_id=team_id, channel_id=channel, user_id=user)
@@ -97,19 +97,26 @@ async def _command_once(
     if not await services.store.claim(claim_key):
         return
 
-    async def tell(text: str) -> None:
-        await _tell(services, event, text)
+    async def tell(text: str, *, blocks: list[dict[str, Any]] | None = None) -> None:
+        await _tell(services, event, text, blocks=blocks)
 
     if not isinstance(command, str):
         command = await run_command(command, services, channel=where, reply_later=tell)
     await tell(command)
 
 
-async def _tell(services: SlackServices, event: dict[str, Any], text: str) -> None:
+async def _tell(
+    services: SlackServices,
+    event: dict[str, Any],
+    text: str,
+    *,
+    blocks: list[dict[str, Any]] | None = None,
+) -> None:
     """An ephemeral reply to a message's author, in the message's thread."""
     await services.responder.tell(
         channel=event["channel"],
         user=event["user"],
         thread_ts=event.get("thread_ts") or event["ts"],
         text=text,
+        blocks=blocks,
     )

@@ -1,0 +1,139 @@
+"""Who a Slack person is and what a conversation is, as the access rules need them.
+
+`users.info` says whether someone is a workspace admin or owner and which organisation they
+belong to (Slack Connect brings people from other organisations into shared channels);
+`conversations.info` says whether a channel is public; `conversations.members` who is in it.
+Answers are kept for a minute: a question, its link command and its buttons ask the same things
+within seconds, and a changed role or channel takes effect within that minute. Anything Slack
+cannot tell us is taken as the less trusting answer (an outsider, a public channel, not a member).
+https://docs.slack.dev/apis/slack-connect/using-slack-connect-api-methods
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+_TTL_SECONDS = 60.0
+_MAX_ENTRIES = 10_000
+_MEMBERS_PAGE = 1000  # conversations.members' largest page
+
+
+@dataclass(frozen=True)
+class Person:
+    """What the access rules ask of a Slack user."""
+
+    user_id: str
+    is_admin: bool  # a workspace admin or owner
+    is_external: bool  # from another organisation (Slack Connect), or unknown to Slack
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What the access rules ask of a conversation: is it public, and what to call it."""
+
+    channel_id: str
+    is_public: bool  # anyone in the workspace can join and read it
+    name: str | None
+
+    @property
+    def label(self) -> str:
+        """`#general` for a channel, "this conversation" for a DM or a group DM."""
+        return f"#{self.name}" if self.name else "this conversation"
+
+
+class SlackDirectory:
+    """`users.info`, `conversations.info` and `conversations.members`, cached for a minute."""
+
+    def __init__(self, *, client: AsyncWebClient, home_team_id: str) -> None:
+        self._client = client
+        self._home_team_id = home_team_id
+        self._people: _Cache[Person] = _Cache()
+        self._conversations: _Cache[Conversation] = _Cache()
+        self._members: _Cache[frozenset[str]] = _Cache()
+
+    async def person(self, user_id: str) -> Person:
+        return await self._people.get(user_id, lambda: self._look_up_person(user_id))
+
+    async def conversation(self, channel_id: str) -> Conversation:
+        return await self._conversations.get(
+            channel_id, lambda: self._look_up_conversation(channel_id)
+        )
+
+    async def is_member(self, channel_id: str, user_id: str) -> bool:
+        members = await self._members.get(channel_id, lambda: self._look_up_members(channel_id))
+        return user_id in members
+
+    async def _look_up_person(self, user_id: str) -> Person:
+        try:
+            response = await self._client.users_info(user=user_id)
+        except SlackApiError as error:
+            log.warning("slack.user_unknown", slack_error=_code(error))
+            return Person(user_id=user_id, is_admin=False, is_external=True)
+        user = response["user"]
+        external = bool(user.get("is_stranger")) or user.get("team_id") != self._home_team_id
+        admin = any(user.get(role) for role in ("is_admin", "is_owner", "is_primary_owner"))
+        return Person(user_id=user_id, is_admin=admin and not external, is_external=external)
+
+    async def _look_up_conversation(self, channel_id: str) -> Conversation:
+        try:
+            response = await self._client.conversations_info(channel=channel_id)
+        except SlackApiError as error:
+            log.warning("slack.conversation_unknown", slack_error=_code(error))
+            return Conversation(channel_id=channel_id, is_public=True, name=None)
+        channel = response["channel"]
+        private = any(channel.get(flag) for flag in ("is_private", "is_im", "is_mpim"))
+        name = None if channel.get("is_im") or channel.get("is_mpim") else channel.get("name")
+        return Conversation(channel_id=channel_id, is_public=not private, name=name)
+
+    async def _look_up_members(self, channel_id: str) -> frozenset[str]:
+        members: set[str] = set()
+        cursor = None
+        try:
+            while True:
+                response = await self._client.conversations_members(
+                    channel=channel_id, limit=_MEMBERS_PAGE, cursor=cursor
+                )
+                members.update(response["members"])
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return frozenset(members)
+        except SlackApiError as error:
+            log.warning("slack.members_unknown", slack_error=_code(error))
+            return frozenset()
+
+
+def _code(error: SlackApiError) -> str:
+    """Slack's error code; an HTTP failure (a 5xx after retries) has no JSON body to name one."""
+    data = error.response.data
+    return str(data.get("error")) if isinstance(data, dict) else f"HTTP {error.response.status_code}"
+
+
+class _Cache(Generic[_T]):
+    """Answers by key for `_TTL_SECONDS`, the oldest dropped past `_MAX_ENTRIES`."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[float, _T]] = OrderedDict()
+
+    async def get(self, key: str, look_up: Callable[[], Awaitable[_T]]) -> _T:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < _TTL_SECONDS:
+            return entry[1]
+        value = await look_up()
+        self._entries[key] = (now, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > _MAX_ENTRIES:
+            self._entries.popitem(last=False)
+        return value
