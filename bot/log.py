@@ -1,7 +1,8 @@
 """The one logging setup: structlog and the stdlib loggers (openai, slack_bolt, …) share a pipeline.
 
 JSON lines in production, a readable console format on a terminal. Every configured secret is
-scrubbed from every event, whichever library logged it.
+scrubbed from every event, whichever library logged it. The libraries' own loggers keep only
+warnings and errors, whatever `LOG_LEVEL` says: below that they log what people and vendors sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,26 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 REDACTED = "[redacted]"
+# Below WARNING these log bodies, queries, prompts and parameters: slack_sdk its requests and
+# responses (messages, answers) and Socket Mode envelopes, slack_bolt the payloads it ran, PyGithub
+# (`github`) its responses, gql its queries, variables and results, openai its request options
+# (the prompt), SQLAlchemy its statements and parameters, urllib3, httpx and aiohttp URLs with
+# their queries, asyncio its callbacks' arguments.
+VENDOR_LOGGERS = (
+    "aiohttp",
+    "asyncio",
+    "github",
+    "gql",
+    "httpcore",
+    "httpx",
+    "openai",
+    "requests",
+    "slack_bolt",
+    "slack_sdk",
+    "sqlalchemy",
+    "urllib3",
+)
+VENDOR_LEVEL = logging.WARNING
 
 
 class SecretScrubber:
@@ -77,9 +98,12 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_vendor_warnings_only)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in VENDOR_LOGGERS:  # so they don't even format what the filter would drop
+        logging.getLogger(name).setLevel(max(VENDOR_LEVEL, root.level))
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -87,6 +111,11 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def _vendor_warnings_only(record: logging.LogRecord) -> bool:
+    """Also for a library's logger made with its own level (slack_bolt copies the root's)."""
+    return record.levelno >= VENDOR_LEVEL or record.name.split(".")[0] not in VENDOR_LOGGERS
 
 
 @contextmanager

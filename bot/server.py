@@ -38,8 +38,8 @@ from bot.limits import ConcurrencyLimit
 from bot.llm import LLMClient
 from bot.log import configure_logging
 from bot.metrics import Metrics
-from bot.slack.admission import QuestionLimits
 from bot.slack.access import AccessPolicy
+from bot.slack.admission import QuestionLimits
 from bot.slack.app import build_slack_app
 from bot.slack.client import create_web_client
 from bot.slack.directory import SlackDirectory

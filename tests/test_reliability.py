@@ -153,7 +153,8 @@ async def test_a_spent_daily_budget_is_said_until_the_next_day(
         await bot.settle()
         _, metrics = await bot.get("/metrics")
     assert len(fake_openai.requests) == 1
-    assert 'oi_workspace_tokens_total{team="T111"}' in metrics
+    team = bot.server.metrics.team_label("T111")  # a pseudonym, not the raw team ID
+    assert f'oi_workspace_tokens_total{{team="{team}"}}' in metrics
 
 
 async def test_a_request_past_its_deadline_gets_a_failure_message(

@@ -81,6 +81,7 @@ class SQLiteDatabase(Database):
             pool_size=1,
             max_overflow=0,
             connect_args={"timeout": 0},  # locked: say so at once, see `run`
+            hide_parameters=True,  # see `_server_engine`
         )
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -126,10 +127,12 @@ class ServerDatabase(Database):
 def _server_engine(url: URL, *, connections: int | None = None) -> AsyncEngine:
     """An engine and its pool: `connections` at most (SQLAlchemy's default pool without)."""
     pool = {} if connections is None else {"pool_size": connections, "max_overflow": 0}
-    # pre-ping replaces connections a database restart or a network drop killed
+    # pre-ping replaces connections a database restart or a network drop killed; an error (or a
+    # log line) names a failing statement but not its parameters: they hold people's questions
     return create_async_engine(
         url,
         **pool,
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_timeout=_TIMEOUT_SECONDS,
         connect_args={"timeout": _TIMEOUT_SECONDS, "command_timeout": _TIMEOUT_SECONDS},
