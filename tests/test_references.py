@@ -3,6 +3,8 @@ and the URLs refused because they could reach beyond what they name."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bot.context.models import GitHubKind, GitHubReference, LinearReference, RefusedReference
@@ -17,7 +19,6 @@ from bot.context.references import (
     SLASH,
     TOO_LONG,
     USERINFO,
-    find_references,
     github_reference_problem,
     linear_key_problem,
     repository_problem,
@@ -29,8 +30,12 @@ HOSTS = {"github.com", "ghe.example.com", "127.0.0.1:8123"}
 BASE = "https://github.com/acme/payments"
 
 
+def _found(text: str) -> list[GitHubReference | LinearReference]:
+    return scan_references(text, github_hosts=HOSTS).references
+
+
 def _one(text: str) -> GitHubReference | LinearReference:
-    [reference] = find_references(text, github_hosts=HOSTS)
+    [reference] = _found(text)
     return reference
 
 
@@ -147,7 +152,7 @@ def test_branch_with_a_slash_takes_its_first_segment_as_the_ref():
     ],
 )
 def test_pages_that_are_not_in_a_repository_are_ignored(url):
-    assert find_references(url, github_hosts=HOSTS) == []
+    assert scan_references(url, github_hosts=HOSTS) == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -176,7 +181,7 @@ def test_references_come_in_order_and_once():
         f"PAY-1 and {BASE}/pull/42 (same as <{BASE}/pull/42/files|files>), "
         f"http://github.com/acme/payments/pulls/42, then {BASE} and PAY-1 again"
     )
-    assert find_references(text, github_hosts=HOSTS) == [
+    assert _found(text) == [
         LinearReference("issue", "PAY-1"),
         GitHubReference("pull", "acme", "payments", f"{BASE}/pull/42", number=42),
         GitHubReference("repo", "acme", "payments", BASE),
@@ -185,7 +190,7 @@ def test_references_come_in_order_and_once():
 
 def test_lines_are_part_of_what_a_file_reference_is():
     text = f"{BASE}/blob/main/a.py#L1-L5 vs {BASE}/blob/main/a.py#L9"
-    assert [r.lines for r in find_references(text, github_hosts=HOSTS)] == [(1, 5), (9, 9)]
+    assert [r.lines for r in _found(text)] == [(1, 5), (9, 9)]
 
 
 @pytest.mark.parametrize(
@@ -204,7 +209,7 @@ def test_linear_issue_urls(url):
 def test_a_bare_key_and_its_url_are_one_reference_with_the_url():
     text = "PAY-123 is https://linear.app/acme/issue/PAY-123/retry"
     url = "https://linear.app/acme/issue/PAY-123"
-    assert find_references(text, github_hosts=HOSTS) == [LinearReference("issue", "PAY-123", url)]
+    assert _found(text) == [LinearReference("issue", "PAY-123", url)]
 
 
 @pytest.mark.parametrize(
@@ -222,14 +227,14 @@ def test_a_bare_key_and_its_url_are_one_reference_with_the_url():
     ],
 )
 def test_bare_linear_keys(text, keys):
-    found = [r for r in find_references(text, github_hosts=HOSTS) if isinstance(r, LinearReference)]
+    found = [r for r in _found(text) if isinstance(r, LinearReference)]
     assert [r.key for r in found] == keys
     assert all(r.url is None for r in found)
 
 
 def test_keys_inside_any_url_are_not_bare_keys():
     text = "https://jira.example.com/browse/PAY-8 and https://example.com/?t=CORE-1"
-    assert find_references(text, github_hosts=HOSTS) == []
+    assert _found(text) == []
 
 
 @pytest.mark.parametrize(
@@ -455,3 +460,11 @@ def test_github_reference_problem(reference, problem):
 )
 def test_linear_key_problem(key, team, ok):
     assert (linear_key_problem(key, team=team) is None) == ok
+
+
+def test_a_url_drowned_in_closing_brackets_is_read_in_linear_time():
+    text = f"{BASE}{')' * 40_000} {BASE}/pull/1{'.)' * 20_000}"
+    started = time.perf_counter()
+    found = scan_references(text, github_hosts=HOSTS)
+    assert time.perf_counter() - started < 0.5  # was >1 s: each `)` counted the URL again
+    assert found.references == [_ours("repo"), _ours("pull", "/pull/1", number=1)]

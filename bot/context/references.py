@@ -98,11 +98,6 @@ def unwrap_slack_links(text: str) -> str:
     return _SLACK_LINK.sub(lambda match: match["url"].replace("&amp;", "&"), text)
 
 
-def find_references(text: str, *, github_hosts: Collection[str]) -> list[Reference]:
-    """Every GitHub and Linear reference in `text` that may be read, in order, each once."""
-    return scan_references(text, github_hosts=github_hosts).references
-
-
 def scan_references(text: str, *, github_hosts: Collection[str]) -> Found:
     """Every GitHub and Linear reference in `text`, in order of appearance, each once, and the
     GitHub and Linear URLs refused, each once.
@@ -166,14 +161,22 @@ def _strip_trailing(url: str) -> str:
     """Drop what ends a sentence around a URL: `.`, `,`, an unbalanced `)`, Slack's `*bold*`.
 
     A last segment `..` is a path segment, not punctuation, so it is kept (and refused); a
-    single `.` after a slash is taken as the sentence's end."""
-    while url and not url.endswith("/.."):
-        last = url[-1]
-        unbalanced = last in _CLOSERS and url.count(last) > url.count(_CLOSERS[last])
-        if last not in _TRAILING_PUNCTUATION and not unbalanced:
+    single `.` after a slash is taken as the sentence's end. Brackets are counted once, so a URL
+    followed by thousands of `)` costs linear time.
+    """
+    opened = {closer: url.count(opener) for closer, opener in _CLOSERS.items()}
+    closed = {closer: url.count(closer) for closer in _CLOSERS}
+    end = len(url)
+    while end and not url.endswith("/..", 0, end):
+        last = url[end - 1]
+        if last in _CLOSERS:
+            if closed[last] <= opened[last]:
+                break
+            closed[last] -= 1
+        elif last not in _TRAILING_PUNCTUATION:
             break
-        url = url[:-1]
-    return url
+        end -= 1
+    return url[:end]
 
 
 def _parse_url(url: str, github_hosts: Collection[str]) -> Reference | RefusedReference | None:
