@@ -21,7 +21,7 @@ REDACTED = "[redacted]"
 # Below WARNING these log bodies, queries, prompts and parameters: slack_sdk its requests and
 # responses (messages, answers) and Socket Mode envelopes, slack_bolt the payloads it ran, PyGithub
 # (`github`) its responses, gql its queries, variables and results, openai its request options
-# (the prompt), SQLAlchemy its statements and parameters, urllib3, httpx and aiohttp URLs with
+# (the prompt), SQLAlchemy its statements and parameters, urllib3, httpx(2) and aiohttp URLs with
 # their queries, asyncio its callbacks' arguments.
 VENDOR_LOGGERS = (
     "aiohttp",
@@ -29,7 +29,9 @@ VENDOR_LOGGERS = (
     "github",
     "gql",
     "httpcore",
+    "httpcore2",
     "httpx",
+    "httpx2",
     "openai",
     "requests",
     "slack_bolt",
