@@ -197,6 +197,27 @@ def test_repo_and_linear_team_flags_ground_the_answer_and_list_sources(
     assert fake_github.token not in result.stdout + result.stderr
 
 
+def test_the_terminal_reads_what_its_tokens_can_read_unlinked(
+    fake_openai, fake_github, fake_linear
+):
+    """Its user holds the tokens: no conversation's links bound what `oi` reads."""
+    fake_github.add_repo("acme", "secret", private=True, readme="# secret\nLaunch codes.")
+    fake_linear.add_team("OPS", "Operations")
+    fake_linear.add_issue("OPS-9", title="Pager noise", description="Every night.")
+    result = run_oi(
+        "backend-engineer",
+        f"what is in {fake_github.web_url}/acme/secret and OPS-9?",
+        fake=fake_openai,
+        GITHUB_API_URL=fake_github.api_url,
+        GITHUB_TOKEN=fake_github.token,
+        LINEAR_API_URL=fake_linear.api_url,
+        LINEAR_API_KEY=fake_linear.api_key,
+    )
+    assert result.returncode == 0, result.stderr
+    sent = json.dumps(fake_openai.requests[0])
+    assert "Launch codes." in sent and "Pager noise" in sent
+
+
 def test_slack_only_commands_are_refused_on_a_terminal():
     result = run_oi("link", "github", "acme/payments")
     assert result.returncode == 2 and "Slack channel" in result.stderr
