@@ -266,15 +266,19 @@ class ContextGatherer:
         except SourceError as error:
             return str(error)
         path = reference.path if isinstance(reference, GitHubReference) else None
-        return [_redacted(one, path) for one in items]
+        # In a thread: redacting the largest allowed text takes a while; /healthz must not wait.
+        return await asyncio.to_thread(lambda: [_redacted(one, path) for one in items])
 
 
 def _redacted(fetched: Fetched, path: str | None) -> Fetched:
-    """Secrets never reach the model or the store; only their count is logged."""
-    result = redact(fetched.item.text, path=path)
-    if result.count:
-        log.warning("context.redacted", source=fetched.item.source, count=result.count)
-    return replace(fetched, item=fetched.item.model_copy(update={"text": result.text}))
+    """Secrets never reach the model, a Slack message (titles are shown in Sources) or the
+    store, from a title or a text; only their count is logged."""
+    text = redact(fetched.item.text, path=path)
+    title = redact(fetched.item.title)
+    if text.count or title.count:
+        log.warning("context.redacted", source=fetched.item.source, count=text.count + title.count)
+    item = fetched.item.model_copy(update={"text": text.text, "title": title.text})
+    return replace(fetched, item=item)
 
 
 def _not_linked(reference: Reference, reach: Reach, place: str) -> str:

@@ -55,6 +55,7 @@ from bot.context.models import (
     PrivateSourceError,
     SourceError,
 )
+from bot.context.redaction import cap_body, redact
 from bot.context.references import github_reference_problem, repository_problem
 from bot.core.conversation import ContextItem
 
@@ -352,7 +353,7 @@ def _read_pull(repo: Repository, reference: GitHubReference) -> list[Fetched]:
             f"Branches: {pull.base.ref} ← {pull.head.ref}",
             f"Review comments: {pull.review_comments}",
             "",
-            pull.body or "(no description)",
+            cap_body(pull.body) or "(no description)",
             "",
             _changes_text(changes, total=pull.changed_files),
         ]
@@ -371,7 +372,7 @@ def _read_issue(repo: Repository, reference: GitHubReference) -> list[Fetched]:
         f"Author: {_login(issue.user)}",
         f"Labels: {', '.join(label.name for label in issue.labels) or 'none'}",
         "",
-        issue.body or "(no description)",
+        cap_body(issue.body) or "(no description)",
     ]
     if comments:
         earlier = f"; {skipped} earlier ones not shown" if skipped > 0 else ""
@@ -410,7 +411,7 @@ def _read_commit(repo: Repository, reference: GitHubReference) -> list[Fetched]:
             f"Author: {git.author.name}{user}, {git.author.date.isoformat()}",
             f"Stats: +{stats.additions} −{stats.deletions} in {len(changes)} files",
             "",
-            git.message,
+            cap_body(git.message),
             "",
             _changes_text(changes, total=len(changes)),
         ]
@@ -425,7 +426,7 @@ def _read_repo(repo: Repository, reference: GitHubReference) -> list[Fetched]:
     fetched = []
     readme = _readme(repo)
     if readme is not None:
-        text = _capped(_decoded(readme) or "(not text)", _MAX_README_CHARS)
+        text = cap_body(_decoded(readme) or "(not text)", _MAX_README_CHARS)
         title = f"{repo.full_name}: {readme.path}"
         fetched.append(_fetched(readme.html_url, title, text, PRIORITY_README, readme.sha))
     tree = repo.get_git_tree(branch, recursive=True)
@@ -486,7 +487,8 @@ def _changes_text(changes: list[_Change], *, total: int) -> str:
             parts.append(f"\n{change.path}: {note}")
             continue
         counts = f"{change.status}, +{change.additions} −{change.deletions}"
-        parts.append(f"\n{change.path} ({counts}):\n{change.patch}")
+        patch = redact(change.patch or "", path=change.path).text  # a `.env` diff as a `.env`
+        parts.append(f"\n{change.path} ({counts}):\n{patch}")
         budget -= len(change.patch or "")
     return "\n".join(parts)
 
@@ -514,7 +516,7 @@ def _latest_comments(issue: Issue) -> list[tuple[str, str]]:
     comments = [
         c for page in range(first_page, math.ceil(total / _PER_PAGE)) for c in pages.get_page(page)
     ]
-    return [(_login(c.user), c.body or "") for c in comments[-_MAX_COMMENTS:]]
+    return [(_login(c.user), cap_body(c.body)) for c in comments[-_MAX_COMMENTS:]]
 
 
 def _file_text(file: ContentFile, lines: tuple[int, int] | None) -> str:
@@ -532,7 +534,8 @@ def _file_text(file: ContentFile, lines: tuple[int, int] | None) -> str:
         return f"{file.path} has only {len(numbered)} lines"
     last = min(last, len(numbered))
     width = len(str(last))
-    return "\n".join(f"{n:>{width}} | {numbered[n - 1]}" for n in range(first, last + 1))
+    lines_text = "\n".join(f"{n:>{width}} | {numbered[n - 1]}" for n in range(first, last + 1))
+    return cap_body(lines_text, _MAX_FILE_BYTES)
 
 
 def _decoded(file: ContentFile) -> str | None:
@@ -546,12 +549,6 @@ def _decoded(file: ContentFile) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _capped(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n… (cut here: {len(text):,} characters in all)"
 
 
 def _entry_name(path: str, kind: str) -> str:
@@ -603,7 +600,9 @@ def _manifest_text(repo: Repository, path: str, branch: str) -> str:
     found = repo.get_contents(path, ref=branch)
     small = isinstance(found, ContentFile) and found.size <= _MAX_FILE_BYTES
     text = _decoded(found) if small else None  # type: ignore[arg-type]
-    return _capped(text, _MAX_MANIFEST_CHARS) if text else "(binary or too large, not shown)"
+    if not text:
+        return "(binary or too large, not shown)"
+    return redact(cap_body(text, _MAX_MANIFEST_CHARS), path=path).text  # YAML read as YAML
 
 
 def _is_manifest(path: str) -> bool:

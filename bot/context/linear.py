@@ -32,6 +32,7 @@ from bot.context.models import (
     LinearReference,
     SourceError,
 )
+from bot.context.redaction import cap_body
 from bot.context.references import linear_key_problem
 from bot.core.conversation import ContextItem
 
@@ -147,7 +148,7 @@ class LinearSource:
         issue = (await self._execute(ISSUE_QUERY, variables, subject=key))["issue"]
         item = ContextItem(
             source=issue["url"],
-            title=f"{issue['identifier']}: {issue['title']}",
+            title=f"{issue['identifier']}: {cap_body(issue['title'])}",
             text=_issue_text(issue),
         )
         return Fetched(item=item, priority=PRIORITY_PRIMARY, revision=issue["updatedAt"])
@@ -233,7 +234,7 @@ def _issue_text(issue: dict[str, Any]) -> str:
     parent_text = f"{parent['identifier']} {parent['title']}" if parent else "none"
     labels = ", ".join(label["name"] for label in issue["labels"]["nodes"])
     lines = [
-        f"Linear issue {issue['identifier']}: {issue['title']}",
+        f"Linear issue {issue['identifier']}: {cap_body(issue['title'])}",
         f"State: {issue['state']['name']} ({issue['state']['type']})",
         f"Priority: {issue['priorityLabel']}",
         f"Assignee: {_name(issue['assignee'], 'unassigned')}",
@@ -243,7 +244,7 @@ def _issue_text(issue: dict[str, Any]) -> str:
         f"Updated: {issue['updatedAt']}",
         "",
         "Description:",
-        issue["description"] or "(none)",
+        cap_body(issue["description"]) or "(none)",
     ]
     comments = sorted(issue["comments"]["nodes"], key=lambda comment: comment["createdAt"])
     if comments:
@@ -254,7 +255,7 @@ def _issue_text(issue: dict[str, Any]) -> str:
 
 def _comment_text(comment: dict[str, Any]) -> str:
     author = _name(comment["user"], "(no user)")
-    body = comment["body"].strip().replace("\n", "\n  ")
+    body = cap_body(comment["body"]).strip().replace("\n", "\n  ")
     return f"- {author}, {comment['createdAt']}:\n  {body}"
 
 
@@ -262,7 +263,7 @@ def _team_text(team: dict[str, Any]) -> str:
     issues = team["issues"]["nodes"]
     lines = [f"Linear team {team['key']} ({team['name']}): issues in progress"]
     lines += [
-        f"- {issue['identifier']} {issue['title']} [{issue['state']['name']}]"
+        f"- {issue['identifier']} {cap_body(issue['title'])} [{issue['state']['name']}]"
         f" ({_name(issue['assignee'], 'unassigned')})"
         for issue in issues
     ]

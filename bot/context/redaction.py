@@ -50,7 +50,7 @@ def cap_body(text: str | None, limit: int = MAX_BODY_CHARS) -> str:
     text = text or ""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}\n… (cut: {len(text):,} characters in all)"
+    return f"{text[:limit]}\n… (cut here: {len(text):,} characters in all)"
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,8 @@ def _vendor_secret(rule: _VendorRule, match: re.Match[str]) -> _Span | None:
 def _line_of(text: str, index: int) -> str:
     """The line `index` is on, at most `_LINE_CONTEXT` characters either side."""
     end = text.find("\n", index, index + _LINE_CONTEXT)
-    return _line_before(text, index, _LINE_CONTEXT) + text[index : end if end != -1 else index + _LINE_CONTEXT]
+    after = text[index : end if end != -1 else index + _LINE_CONTEXT]
+    return _line_before(text, index, _LINE_CONTEXT) + after
 
 
 def shannon_entropy(value: str) -> float:
