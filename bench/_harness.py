@@ -37,6 +37,7 @@ OI_BOT = Path(sys.executable).with_name("oi-bot")
 # A scratch PostgreSQL database to run the bot on instead of SQLite; emptied before every start.
 SCRATCH_POSTGRES_URL = "OI_BENCH_POSTGRES_URL"
 TEAM = "T111"
+BENCH_ADMIN = "WADMIN"
 # The question the load benchmarks ask, with no references to read.
 QUESTION = "review the retry design: we retry POST /charges 3 times on timeout"
 
@@ -212,6 +213,32 @@ def slash_question(n: int, text: str, *, persona: str = "backend-engineer") -> s
 
 def channel_of(n: int) -> str:
     return f"CB{n:06d}"
+
+
+async def link_in_channels(
+    session: aiohttp.ClientSession, url: str, fakes: Any, channels: Sequence[str], link: str
+) -> None:
+    """`/oi link <link>` typed by an admin in each of `channels`, before measuring: a
+    conversation reads Linear only where its team is linked. The channels are made private,
+    so that no confirmation is asked."""
+    fakes.slack.add_user(BENCH_ADMIN, is_admin=True)
+    for channel in channels:
+        fakes.slack.add_channel(channel, private=True)
+    bodies = [
+        slash_command_body(
+            f"link {link}",
+            channel=channel,
+            user=BENCH_ADMIN,
+            team=TEAM,
+            response_url=fakes.slack.response_url(f"link/{channel}"),
+        )
+        for channel in channels
+    ]
+    await asyncio.gather(*(post(session, url, body) for body in bodies))
+    linked = await wait_until(
+        lambda: len(fakes.slack.calls_to("response_url")) >= len(channels), timeout=60
+    )
+    assert linked, "the links were not all made"
 
 
 async def post(

@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 
 from bench._fakes import SlowGitHub, SlowLinear  # noqa: E402
 from bench._harness import machine, ms, parser, report  # noqa: E402
-from bot.context.gather import ContextGatherer, Links  # noqa: E402
+from bot.context.gather import ContextGatherer, Links  # noqa: E402, Reach
 from bot.context.github import GitHubSource  # noqa: E402
 from bot.context.linear import LinearSource  # noqa: E402
 from bot.core.persona import load_personas  # noqa: E402
@@ -81,7 +81,10 @@ async def main() -> None:
         async def timed(text: str, links: Links) -> tuple[float, int, int]:
             github_before, linear_before = len(github.requests), len(linear.requests)
             started = time.perf_counter()
-            gathered = await gatherer.gather(text=text, persona=persona, links=links)
+            # the terminal's reach: every reference is read, as when a channel links them all
+            gathered = await gatherer.gather(
+                text=text, persona=persona, links=links, reach=Reach.TOKENS
+            )
             elapsed = time.perf_counter() - started
             assert not gathered.missing, gathered.missing
             requests = len(github.requests) - github_before + len(linear.requests) - linear_before

@@ -23,6 +23,7 @@ if __package__ in (None, ""):
 from bench._harness import (  # noqa: E402
     Latency,
     is_answer,
+    link_in_channels,
     machine,
     parser,
     post,
@@ -82,6 +83,7 @@ async def run(follow_ups: int, answer_chars: int, latency: Latency) -> list[dict
             return sum(1 for call in fakes.slack.calls_to("chat.update") if is_answer(call))
 
         async with session() as client:
+            await link_in_channels(client, bot.url, fakes, [CHANNEL], "linear PAY")
             for turn, body in enumerate(bodies):
                 github_before, linear_before = (
                     len(fakes.github.requests),

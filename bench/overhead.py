@@ -24,6 +24,7 @@ from bench._harness import (  # noqa: E402
     Latency,
     answers_by_channel,
     channel_of,
+    link_in_channels,
     machine,
     ms,
     open_loop,
@@ -52,6 +53,10 @@ async def scenario(name: str, questions: int, rate: float, latency: Latency) -> 
         fakes.linear.add_issue("PAY-1", title="Duplicate charges", description="Seen on timeouts.")
         sent_at: dict[int, float] = {}
         async with session() as client:
+            if reads:
+                channels = [channel_of(n) for n in range(questions)]
+                await link_in_channels(client, bot.url, fakes, channels, "linear PAY")
+            linking_reads = len(fakes.linear.requests)
 
             async def send(n: int) -> tuple[int, str, float]:
                 sent_at[n] = time.perf_counter()
@@ -61,7 +66,7 @@ async def scenario(name: str, questions: int, rate: float, latency: Latency) -> 
         channels = {channel_of(n): n for n in range(questions)}
         await wait_until(lambda: channels.keys() <= answers_by_channel(fakes).keys(), timeout=60)
         answered = answers_by_channel(fakes)
-        reads_seen = len(fakes.linear.requests)
+        reads_seen = len(fakes.linear.requests) - linking_reads
     overheads = [
         answered[channel][0] - sent_at[n] - injected
         for channel, n in channels.items()

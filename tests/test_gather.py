@@ -140,6 +140,21 @@ async def test_cached_references_are_not_read_again(gatherer, data, fake_linear)
     assert "Duplicate charges" in "\n".join(item.text for item in again.items)
 
 
+async def test_a_linked_team_the_thread_named_is_not_read_whole_in_a_follow_up(
+    gatherer, data, fake_linear
+):
+    """The question named PAY-1, so PAY counts as named for the thread, as it did for it."""
+    links = Links(linear_teams=["PAY"])
+    first = await gatherer.gather(
+        reach=Reach.CONVERSATION, text="PAY-1", persona=PERSONA, links=links
+    )
+    asked = len(fake_linear.requests)
+    again = await gatherer.gather(
+        reach=Reach.CONVERSATION, text="and?", persona=PERSONA, links=links, cached=first.fetched
+    )
+    assert len(fake_linear.requests) == asked and again.fetched == {}
+
+
 async def test_everything_left_out_is_said(make_gatherer, data, fake_github):
     fake_github.add_repo("acme", "big", readme="# big\n" + "lorem ipsum\n" * 20000)
     gatherer = make_gatherer(token_budget=600)

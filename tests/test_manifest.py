@@ -44,6 +44,9 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations.replies": HISTORY_SCOPES,
     "conversations.history": HISTORY_SCOPES,
     "users.info": ("users:read",),
+    # public and private channels, DMs and group DMs: one scope per conversation type
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
 }
 EVENT_SCOPES = {
     "app_mention": "app_mentions:read",

@@ -172,7 +172,7 @@ class ContextGatherer:
         started = time.perf_counter()
         if reach is Reach.PUBLIC:
             links, cached = Links(), {}
-        planned, missing = self._references(text, persona, links, reach, place)
+        planned, missing = self._references(text, persona, links, reach, place, cached.keys())
         new = [plan for plan in planned if _key(plan.reference) not in cached]
         results = await asyncio.gather(*(self._read(plan) for plan in new))
         fetched: dict[str, list[Fetched]] = {}
@@ -204,15 +204,27 @@ class ContextGatherer:
         )
 
     def _references(
-        self, text: str, persona: Persona, links: Links, reach: Reach, place: str
+        self,
+        text: str,
+        persona: Persona,
+        links: Links,
+        reach: Reach,
+        place: str,
+        read_before: Collection[str],
     ) -> tuple[list[_Planned], list[str]]:
-        """The question's references, then the links it does not already name; allow-lists and
-        `reach` apply."""
+        """The question's references, then the links neither it nor the thread before it
+        (`read_before`: cache keys) named already; allow-lists and `reach` apply."""
         sources = set(persona.connections.sources)
         found, refused_urls = scan_references(text, github_hosts=self._github.web_hosts)
         linked_teams = {team.upper() for team in links.linear_teams}
         named_repos = {r.full_name.lower() for r in found if isinstance(r, GitHubReference)}
         named_teams = {r.team for r in found if isinstance(r, LinearReference)}
+        for key in read_before:  # `github:<kind>:<owner/repo>:…`, `linear:<kind>:<KEY>`
+            vendor, _, name = key.split(":", 3)[:3]
+            if vendor == "github":
+                named_repos.add(name.lower())
+            else:
+                named_teams.add(name.split("-", 1)[0])
         candidates: list[Reference] = [
             ref
             for ref in found

@@ -222,7 +222,9 @@ async def test_fifty_questions_in_a_minute_get_ten_answers_and_forty_refusals(
 ) -> None:
     """Past the per-person limit a question is refused with the reason, to its author only, and
     costs no LLM call."""
-    [bot] = bots.start(sqlite_url(tmp_path), OI_USER_RATE_PER_MINUTE="10")
+    [bot] = bots.start(
+        sqlite_url(tmp_path), OI_USER_RATE_PER_MINUTE="10", OI_USER_MAX_IN_FLIGHT="10"
+    )
     threads = [question_ts(n) for n in range(50)]
     for ts in threads:
         assert await bot.send(mention(ts)) == 200
