@@ -35,6 +35,16 @@ def run_oi(
     )
 
 
+def _sources_env(fake_github, fake_linear) -> dict[str, str]:
+    """GitHub and Linear on their local fakes, with the tokens that read them."""
+    return dict(
+        GITHUB_API_URL=fake_github.api_url,
+        GITHUB_TOKEN=fake_github.token,
+        LINEAR_API_URL=fake_linear.api_url,
+        LINEAR_API_KEY=fake_linear.api_key,
+    )
+
+
 def test_answer_is_rendered_for_a_terminal(fake_openai):
     result = run_oi("backend-engineer", "review the retry design", fake=fake_openai)
     assert result.returncode == 0, result.stderr
@@ -185,10 +195,7 @@ def test_repo_and_linear_team_flags_ground_the_answer_and_list_sources(
         "--linear-team",
         "pay",
         fake=fake_openai,
-        GITHUB_API_URL=fake_github.api_url,
-        GITHUB_TOKEN=fake_github.token,
-        LINEAR_API_URL=fake_linear.api_url,
-        LINEAR_API_KEY=fake_linear.api_key,
+        **_sources_env(fake_github, fake_linear),
     )
     assert result.returncode == 0, result.stderr
     sent = json.dumps(fake_openai.requests[0])
@@ -208,10 +215,7 @@ def test_the_terminal_reads_what_its_tokens_can_read_unlinked(
         "backend-engineer",
         f"what is in {fake_github.web_url}/acme/secret and OPS-9?",
         fake=fake_openai,
-        GITHUB_API_URL=fake_github.api_url,
-        GITHUB_TOKEN=fake_github.token,
-        LINEAR_API_URL=fake_linear.api_url,
-        LINEAR_API_KEY=fake_linear.api_key,
+        **_sources_env(fake_github, fake_linear),
     )
     assert result.returncode == 0, result.stderr
     sent = json.dumps(fake_openai.requests[0])

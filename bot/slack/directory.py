@@ -15,11 +15,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 log = structlog.get_logger(__name__)
 
@@ -76,10 +77,8 @@ class SlackDirectory:
         return user_id in members
 
     async def _look_up_person(self, user_id: str) -> Person:
-        try:
-            response = await self._client.users_info(user=user_id)
-        except SlackApiError as error:
-            log.warning("slack.user_unknown", slack_error=_code(error))
+        response = await _data(self._client.users_info(user=user_id), "users.info")
+        if response is None:
             return Person(user_id=user_id, is_admin=False, is_external=True)
         user = response["user"]
         external = bool(user.get("is_stranger")) or user.get("team_id") != self._home_team_id
@@ -87,10 +86,9 @@ class SlackDirectory:
         return Person(user_id=user_id, is_admin=admin and not external, is_external=external)
 
     async def _look_up_conversation(self, channel_id: str) -> Conversation:
-        try:
-            response = await self._client.conversations_info(channel=channel_id)
-        except SlackApiError as error:
-            log.warning("slack.conversation_unknown", slack_error=_code(error))
+        info = self._client.conversations_info(channel=channel_id)
+        response = await _data(info, "conversations.info")
+        if response is None:
             return Conversation(channel_id=channel_id, is_public=True, name=None)
         channel = response["channel"]
         private = any(channel.get(flag) for flag in ("is_private", "is_im", "is_mpim"))
@@ -100,24 +98,29 @@ class SlackDirectory:
     async def _look_up_members(self, channel_id: str) -> frozenset[str]:
         members: set[str] = set()
         cursor = None
-        try:
-            while True:
-                response = await self._client.conversations_members(
-                    channel=channel_id, limit=_MEMBERS_PAGE, cursor=cursor
-                )
-                members.update(response["members"])
-                cursor = (response.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    return frozenset(members)
-        except SlackApiError as error:
-            log.warning("slack.members_unknown", slack_error=_code(error))
-            return frozenset()
+        while True:
+            page = self._client.conversations_members(
+                channel=channel_id, limit=_MEMBERS_PAGE, cursor=cursor
+            )
+            response = await _data(page, "conversations.members")
+            if response is None:
+                return frozenset()
+            members.update(response["members"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return frozenset(members)
 
 
-def _code(error: SlackApiError) -> str:
-    """Slack's error code; an HTTP failure (a 5xx after retries) has no JSON body to name one."""
-    data = error.response.data
-    return str(data.get("error")) if isinstance(data, dict) else f"HTTP {error.response.status_code}"
+async def _data(call: Awaitable[AsyncSlackResponse], method: str) -> dict[str, Any] | None:
+    """The answer's body, or None (logged) when Slack refused the call or failed."""
+    try:
+        response = await call
+    except SlackApiError as error:
+        data = error.response.data
+        code = data.get("error") if isinstance(data, dict) else error.response.status_code
+        log.warning("slack.look_up_failed", method=method, slack_error=str(code))
+        return None
+    return response.data if isinstance(response.data, dict) else None
 
 
 class _Cache(Generic[_T]):
