@@ -23,7 +23,7 @@ from bot.context.models import (
     GitHubReference,
     SourceError,
 )
-from tests.fakes.github_api import TIMESTAMP, TOKEN, FakeGitHub
+from tests.fakes.github_api import TIMESTAMP, TOKEN, FakeGitHub, add_payments_sample
 
 HEAD = "a1" * 20
 COMMIT = "c0ffee" * 6 + "abcd"
@@ -568,3 +568,15 @@ async def test_url_characters_in_a_path_or_ref_stay_inside_their_segment(fake_gi
     [contents] = fake_github.requests
     assert contents.raw_path == "/repos/acme/payments/contents/docs/a%3Fb%20%231%20100%25%3Bx%3D.md"
     assert contents.query == {"ref": "v1#2&x=y"}
+
+
+async def test_an_answer_pygithub_cannot_follow_is_a_source_error(fake_github: FakeGitHub):
+    """GitHub's bodies name 127.0.0.1; addressed as localhost, PyGithub's same-host check fails."""
+    add_payments_sample(fake_github, files={})
+    api_url = fake_github.api_url.replace("127.0.0.1", "localhost")
+    source = _source(fake_github, api_url=api_url)
+    try:
+        with pytest.raises(SourceError, match="could not be read"):
+            await source.fetch(_ref(fake_github, "pull", number=42))
+    finally:
+        await source.aclose()

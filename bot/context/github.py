@@ -76,7 +76,14 @@ _MAX_MANIFESTS = 8
 _MAX_MANIFEST_CHARS = 8_000
 _MANIFEST_DEPTH = 2  # manifests are looked for at the top and two folders down
 
-_VENDOR_ERRORS = (GithubException, BadAttributeException, requests.RequestException)
+# PyGithub asserts what it expects of GitHub's answers (a `url` on another host than
+# GITHUB_API_URL fails its same-host check): an answer it cannot follow, not a bug of ours.
+_VENDOR_ERRORS = (
+    GithubException,
+    BadAttributeException,
+    requests.RequestException,
+    AssertionError,
+)
 
 # Files and folders that show how a repository is built, deployed and split into services.
 _MANIFEST_NAMES = frozenset(
