@@ -42,6 +42,7 @@ class Channel:
     team_id: str
     channel_id: str
     user_id: str
+    user_team_id: str | None = None  # the person's own team, where Slack's payload names it
 
 
 async def parse_in_channel(
@@ -73,7 +74,8 @@ async def run_command(
     if isinstance(command, ListPersonas):
         return render_personas(services.personas.all())
     if isinstance(command, SetDefaultPersona | Link | Unlink):
-        refused = services.access.why_not_link(await services.directory.person(channel.user_id))
+        person = await services.directory.person(channel.user_id, team_id=channel.user_team_id)
+        refused = services.access.why_not_link(person)
         if refused:
             return refused
     if isinstance(command, SetDefaultPersona):

@@ -64,8 +64,13 @@ class SlackDirectory:
         self._conversations: _Cache[Conversation] = _Cache()
         self._members: _Cache[frozenset[str]] = _Cache()
 
-    async def person(self, user_id: str) -> Person:
-        return await self._people.get(user_id, lambda: self._look_up_person(user_id))
+    async def person(self, user_id: str, *, team_id: str | None = None) -> Person:
+        """`team_id`: the person's own team where Slack's payload names it (an event's
+        `user_team`); another team than ours makes them an outsider, whatever users.info says."""
+        person = await self._people.get(user_id, lambda: self._look_up_person(user_id))
+        if team_id and team_id != self._home_team_id:
+            return Person(user_id=user_id, is_admin=False, is_external=True)
+        return person
 
     async def conversation(self, channel_id: str) -> Conversation:
         return await self._conversations.get(
@@ -81,7 +86,8 @@ class SlackDirectory:
         if response is None:
             return Person(user_id=user_id, is_admin=False, is_external=True)
         user = response["user"]
-        external = bool(user.get("is_stranger")) or user.get("team_id") != self._home_team_id
+        team = user.get("team_id")
+        external = bool(user.get("is_stranger")) or (team is not None and team != self._home_team_id)
         admin = any(user.get(role) for role in ("is_admin", "is_owner", "is_primary_owner"))
         return Person(user_id=user_id, is_admin=admin and not external, is_external=external)
 

@@ -209,7 +209,8 @@ class Responder:
         except UnknownPersonaError as error:
             await self._store.transition(request.id, "failed", detail=str(error))
             return "failed"
-        reach = self._access.reach(await self._directory.person(request.user_id))
+        asker = await self._directory.person(request.user_id, team_id=request.user_team_id)
+        reach = self._access.reach(asker)
         if reach is None:
             await self._store.transition(request.id, "failed", detail="OI_EXTERNAL_USERS=deny")
             await self.tell(

@@ -130,6 +130,7 @@ class NewRequest:
     thread_ts: str | None
     persona: str
     question: str
+    user_team_id: str | None = None  # the asker's own team, where Slack's payload names it
 
 
 @dataclass(frozen=True, kw_only=True)

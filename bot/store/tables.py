@@ -34,6 +34,8 @@ class Request(Base):
     team_id: Mapped[str] = mapped_column(String(32))
     channel_id: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
+    # the asker's own team when Slack names it (`user_team`): another one is Slack Connect
+    user_team_id: Mapped[str | None] = mapped_column(String(32))
     thread_ts: Mapped[str | None] = mapped_column(String(32))
     persona: Mapped[str] = mapped_column(String(64))
     question: Mapped[str] = mapped_column(Text)

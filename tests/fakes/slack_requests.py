@@ -99,10 +99,13 @@ def block_actions_body(
     user: str = "U111",
     response_url: str = "http://localhost:8888/webhook",
     message: dict[str, Any] | None = None,
+    team: str = "T111",
 ) -> str:
     """A button click on the bot's message `message_ts`, as Slack posts interactivity:
-    `payload=` + the URL-quoted JSON. `message` replaces the sample's clicked message."""
+    `payload=` + the URL-quoted JSON. `message` replaces the sample's clicked message; `team`
+    is the workspace's and the clicker's own team (another one: Slack Connect)."""
     body = sample("block_actions.json")
+    body["team"]["id"] = body["user"]["team_id"] = team
     body["actions"][0].update(action_id=action_id, value=value)
     body["container"].update(message_ts=message_ts, channel_id=channel)
     body["channel"]["id"] = channel

@@ -243,6 +243,24 @@ async def test_outsiders_read_public_sources_only_by_default(
 
 
 @pytest.mark.usefixtures("sources")
+async def test_an_events_user_team_makes_an_outsider_whatever_users_info_says(
+    slack_bot: RunningBot, fake_openai: FakeOpenAI
+):
+    """Slack's guidance for shared channels: the event's `user_team` against our team."""
+    await slack_bot.link("github", "acme/secret")
+    event = mention_event("<@UBOT> what does our secret repo hold?", ts="1700000001.000100")
+    event.update(user="W888", user_team="T999")  # users.info: a member of T111 by default
+    await slack_bot.send(event_body(event, event_id="Ev1"))
+    await slack_bot.wait_for(lambda fake: len(answer_updates(fake)) == 1)
+    assert "launch codes" not in _prompt(fake_openai, 1)
+    link = mention_event("<@UBOT> link github acme/tools", ts="1700000002.000100")
+    link.update(user="W888", user_team="T999")
+    await slack_bot.send(event_body(link, event_id="Ev2"))
+    [told] = await slack_bot.wait_for_calls("chat.postEphemeral", 1)
+    assert "outside this workspace" in told.args["text"]
+
+
+@pytest.mark.usefixtures("sources")
 async def test_outsiders_in_a_thread_do_not_see_what_it_read_for_members(
     slack_bot: RunningBot, fake_openai: FakeOpenAI, fake_slack: FakeSlack
 ):

@@ -80,7 +80,8 @@ def register(app: AsyncApp, services: SlackServices) -> None:
         if user != asked["user"] or body["channel"]["id"] != asked["channel"]:
             await _tell(respond, f"Only <@{asked['user']}>, who asked for this link, can confirm it.")
             return
-        refused = services.access.why_not_link(await services.directory.person(user))
+        clicker = await services.directory.person(user, team_id=body["user"].get("team_id"))
+        refused = services.access.why_not_link(clicker)
         if refused:
             await _tell(respond, refused)
             return

@@ -42,11 +42,13 @@ async def _handle(
     claim_key = f"message:{channel}:{ts}"
     text = question_text(event.get("text", ""), bot_user_id=services.bot_user_id)
     thread = await services.store.find_thread(team_id, channel, thread_ts) if thread_ts else None
+    where = Channel(
+        team_id=team_id, channel_id=channel, user_id=user, user_team_id=event.get("user_team")
+    )
     kind: RequestKind
     if thread is not None:
         persona, question, kind = thread.persona, text, "follow_up"
     elif mentioned or event.get("channel_type") == "im":
-        where = Channel(team_id=team_id, channel_id=channel, user_id=user)
         parsed = await parse_in_channel(text, services, channel=where, persona_optional=True)
         if not isinstance(parsed, Ask):
             await _command_once(services, event, claim_key, where, parsed)
@@ -59,7 +61,6 @@ async def _handle(
         return
     refused = too_long(question, services.question_limits)
     if refused:
-        where = Channel(team_id=team_id, channel_id=channel, user_id=user)
         await _command_once(services, event, claim_key, where, refused)
         return
     new = NewRequest(
@@ -71,13 +72,11 @@ async def _handle(
         thread_ts=thread_ts or ts,
         persona=persona,
         question=question,
+        user_team_id=where.user_team_id,
     )
     try:
-        request = await services.store.claim_request(
-            new, quota=services.question_limits.quota
-        )
+        request = await services.store.claim_request(new, quota=services.question_limits.quota)
     except RateLimited as limited:
-        where = Channel(team_id=team_id, channel_id=channel, user_id=user)
         refused = too_often(limited, services.question_limits)
         await _command_once(services, event, claim_key, where, refused)
         return

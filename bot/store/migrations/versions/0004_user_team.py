@@ -1,0 +1,25 @@
+"""The asker's own team, as Slack's event names it (`user_team`): Slack Connect brings people
+from other organisations into shared channels, and they read public sources only.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("requests") as batch:
+        batch.add_column(sa.Column("user_team_id", sa.String(32), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("requests") as batch:
+        batch.drop_column("user_team_id")
