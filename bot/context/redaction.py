@@ -113,10 +113,27 @@ def _replaced(text: str, spans: list[_Span]) -> str:
 def _matches(
     pattern: re.Pattern[str], text: str, secret: Callable[[re.Match[str]], _Span | None]
 ) -> Iterator[_Span]:
-    for match in pattern.finditer(text):
+    for match in _finditer(pattern, text):
         span = secret(match)
         if span is not None:
             yield span
+
+
+# A pattern runs on windows of the text, each overlapping the next: one search holds the GIL for
+# the length of a window only, so the event loop's thread gets its turn (`/healthz` answers) while
+# another thread redacts. A match starting in a window's overlap is left to the next window.
+_WINDOW = 32_768
+_OVERLAP = 4_096
+
+
+def _finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text)`, window by window: a window's end reads as the text's end, so a
+    secret cut there is redacted as far as the window goes, and whole by the next window."""
+    for start in range(0, max(len(text), 1), _WINDOW):
+        end = start + _WINDOW + _OVERLAP
+        for match in pattern.finditer(text, start, end):
+            if match.start() < start + _WINDOW:
+                yield match
 
 
 # --- 1. private keys ---
@@ -273,7 +290,7 @@ def _vendor_secrets(text: str, path: str | None) -> Iterator[_Span]:
             continue
         if rule.path is not None and (path is None or not rule.path.search(path)):
             continue
-        for match in rule.pattern.finditer(text):
+        for match in _finditer(rule.pattern, text):
             span = _vendor_secret(rule, match)
             if span is None:
                 continue
@@ -377,7 +394,9 @@ def _assigned_secrets(text: str, *, config: bool) -> Iterator[_Span]:
     redacted value, or a bare run longer than `_MAX_BARE`, is skipped whole, so each character
     is read a bounded number of times."""
     position = 0
-    while key := _KEY.search(text, position):
+    for key in _finditer(_KEY, text):
+        if key.start() < position:
+            continue
         position = key.end()
         name = key["key"]
         secret_key = _is_secret_key(name)
@@ -448,7 +467,7 @@ def _env_values(text: str) -> Iterator[_Span]:
 
     A value an earlier rule already redacted in part (a URL's password) keeps the rest.
     """
-    for match in _ENV_LINE.finditer(text):
+    for match in _finditer(_ENV_LINE, text):
         start, end = match.span("value")
         value = match["value"].rstrip(" \t\r")
         end = start + len(value)
