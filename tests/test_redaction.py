@@ -248,3 +248,64 @@ diff --git a/bot/llm.py b/bot/llm.py
 def test_ordinary_code_prose_and_diffs_are_untouched(text):
     assert redact(text, path="src/app.py") == Redacted(text, 0)
     assert redact(text) == Redacted(text, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("    command: --password=Tr0ub4dor", "    command: --password=[REDACTED]"),
+        ("    env: DB_PASSWORD=Tr0ub4dor", "    env: DB_PASSWORD=[REDACTED]"),
+        ("pg_dump --password 'pa ss' -h db", "pg_dump --password '[REDACTED]' -h db"),
+        ("curl -u deploy:hunter22 https://x", "curl -u deploy:[REDACTED] https://x"),
+        ("mysql -u root -phunter22 app", "mysql -u root -p[REDACTED] app"),
+        ("DB_PASS=hunter22", "DB_PASS=[REDACTED]"),
+        ("PGPASSWORD=hunter22 psql", "PGPASSWORD=[REDACTED] psql"),
+        ("ENCRYPTION_KEY: 'abc'", "ENCRYPTION_KEY: '[REDACTED]'"),
+        ("SIGNING_SALT=9fQ2xL7pR4mZ8vK1", "SIGNING_SALT=[REDACTED]"),
+        (
+            "AccountName=a;AccountKey=c2VjcmV0==;Suffix=x",
+            "AccountName=a;AccountKey=[REDACTED];Suffix=x",
+        ),
+        (
+            "https://a.blob.core.windows.net/c?sv=1&sig=abc%2B",
+            "https://a.blob.core.windows.net/c?sv=1&sig=[REDACTED]",
+        ),
+    ],
+)
+def test_secrets_behind_harmless_keys_flags_and_names(text, expected):
+    assert redact(text).text == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pg_dump --password $PGPASSWORD",
+        "mkdir -p build && git push -u origin main",
+        "docker run -u 1000:1000 app",
+        "CACHE_KEY = 'users:list'",
+        "cache_key: users-list-v2",
+    ],
+)
+def test_flags_and_keys_that_hold_no_secret_are_kept(text):
+    assert redact(text) == Redacted(text, 0)
+
+
+def test_a_dotenv_diff_is_redacted_line_by_line():
+    diff = "@@ -1 +1,2 @@\n LOG_LEVEL=info\n+STRIPE_WEBHOOK=whatever-value\n-OLD=gone"
+    assert redact(diff, path=".env").text == (
+        "@@ -1 +1,2 @@\n LOG_LEVEL=[REDACTED]\n+STRIPE_WEBHOOK=[REDACTED]\n-OLD=[REDACTED]"
+    )
+
+
+@pytest.mark.parametrize("offset", [-30, -5, 0, 5])
+def test_a_secret_across_a_scanning_window_is_redacted_whole(offset):
+    padding = "x " * ((32_768 + offset) // 2)
+    result = redact(f"{padding}{GITHUB} and token = 'hunter22'")
+    assert GITHUB[4:] not in result.text and "hunter22" not in result.text
+    assert result.count == 2
+
+
+def test_a_huge_text_is_cut_before_it_is_scanned():
+    result = redact("y" * 1_000_000 + GITHUB)
+    assert result.text.endswith("… (cut here: 1,000,040 characters in all)")
+    assert GITHUB not in result.text
