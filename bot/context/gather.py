@@ -171,7 +171,12 @@ class ContextGatherer:
         what was not read ("acme/secret is not linked to #general; …")."""
         started = time.perf_counter()
         if reach is Reach.PUBLIC:
-            links, cached = Links(), {}
+            links = Links()
+        cached = {
+            key: items
+            for key, items in cached.items()
+            if _still_readable(key, items, links=links, reach=reach)
+        }
         planned, missing = self._references(text, persona, links, reach, place, cached.keys())
         new = [plan for plan in planned if _key(plan.reference) not in cached]
         results = await asyncio.gather(*(self._read(plan) for plan in new))
@@ -219,12 +224,9 @@ class ContextGatherer:
         linked_teams = {team.upper() for team in links.linear_teams}
         named_repos = {r.full_name.lower() for r in found if isinstance(r, GitHubReference)}
         named_teams = {r.team for r in found if isinstance(r, LinearReference)}
-        for key in read_before:  # `github:<kind>:<owner/repo>:…`, `linear:<kind>:<KEY>`
-            vendor, _, name = key.split(":", 3)[:3]
-            if vendor == "github":
-                named_repos.add(name.lower())
-            else:
-                named_teams.add(name.split("-", 1)[0])
+        for key in read_before:
+            vendor, name = _cached_source(key)
+            (named_repos if vendor == "github" else named_teams).add(name)
         candidates: list[Reference] = [
             ref
             for ref in found
@@ -291,6 +293,26 @@ def _redacted(fetched: Fetched, path: str | None) -> Fetched:
         log.warning("context.redacted", source=fetched.item.source, count=text.count + title.count)
     item = fetched.item.model_copy(update={"text": text.text, "title": title.text})
     return replace(fetched, item=item)
+
+
+def _cached_source(key: str) -> tuple[str, str]:
+    """The vendor and the repository (lower case) or Linear team a cache key (`_key`) names."""
+    vendor, _, name = key.split(":", 3)[:3]
+    return (vendor, name.lower()) if vendor == "github" else (vendor, name.split("-", 1)[0])
+
+
+def _still_readable(
+    key: str, items: Sequence[Fetched], *, links: Links, reach: Reach
+) -> bool:
+    """Whether a thread's cached context may still be shown to this question: public content
+    always; private content where it is still linked (it may have been unlinked since), and
+    never to outsiders."""
+    if reach is Reach.TOKENS or not any(one.private for one in items):
+        return True
+    vendor, name = _cached_source(key)
+    if vendor == "github":
+        return name in {repo.lower() for repo in links.repositories}
+    return name in {team.upper() for team in links.linear_teams}
 
 
 def _not_linked(reference: Reference, reach: Reach, place: str) -> str:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, NamedTuple, TypeVar
@@ -63,6 +64,7 @@ log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 
+_VISIBILITY_TTL_SECONDS = 60.0  # a repository made private is read as public a minute at most
 _TIMEOUT_SECONDS = 10.0  # one HTTP attempt; GitHub answers reads in well under a second
 _RETRIES = 2  # connection failures and 5xx; a read timeout is not retried
 _PER_PAGE = 100  # GitHub's largest page: fewest calls for a PR's files or an issue's comments
@@ -146,6 +148,7 @@ class GitHubSource:
             lazy=True,
         )
         self._clients: list[github.Github] = []
+        self._visibility: dict[str, tuple[float, bool]] = {}  # repository -> (when, private)
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="github", initializer=self._open_client
@@ -177,13 +180,17 @@ class GitHubSource:
     async def fetch(self, reference: GitHubReference, *, public_only: bool = False) -> list[Fetched]:
         """The items for one reference, or a `SourceError` saying what and why.
 
-        `public_only`: a private repository is not read (`PrivateSourceError`), for a
-        conversation it is not linked to; its visibility comes with the repository's first GET.
+        `public_only`: a private repository is not read at all (`PrivateSourceError`), for a
+        conversation it is not linked to; what is read then is marked public. Otherwise items
+        are marked private, whatever the repository is: they were read on a link or a token.
         """
-        _refuse(_describe(reference), github_reference_problem(reference))
+        what = _describe(reference)
+        _refuse(what, github_reference_problem(reference))
         started = time.perf_counter()
-        read = functools.partial(_read, public_only=public_only)
-        fetched = await self._run(read, reference, what=_describe(reference))
+        if public_only and await self._is_private(reference.full_name, what=what):
+            raise PrivateSourceError(f"{reference.full_name} is private")
+        read = functools.partial(_read, private=not public_only)
+        fetched = await self._run(read, reference, what=what)
         log.info(
             "github.fetched",
             url=reference.url,
@@ -198,6 +205,18 @@ class GitHubSource:
         cannot be read."""
         _refuse(f"repository {full_name}", repository_problem(full_name))
         return await self._run(_is_private, full_name, what=f"repository {full_name}")
+
+    async def _is_private(self, full_name: str, *, what: str) -> bool:
+        """A repository's visibility, asked once a minute at most: questions about the same
+        repository come in bursts, and each ask is a GET before anything else is read."""
+        key = full_name.lower()
+        now = time.monotonic()
+        known = self._visibility.get(key)
+        if known is not None and now - known[0] < _VISIBILITY_TTL_SECONDS:
+            return known[1]
+        private = await self._run(_is_private, full_name, what=what)
+        self._visibility[key] = (now, private)
+        return private
 
     async def aclose(self) -> None:
         """Let calls in flight finish (each is bounded by the timeout), then close the clients."""
@@ -340,12 +359,9 @@ def _is_private(client: github.Github, full_name: str) -> bool:
     return bool(_repository(client, full_name).private)
 
 
-def _read(client: github.Github, reference: GitHubReference, *, public_only: bool) -> list[Fetched]:
-    """Every reader starts from the repository, whose one GET also says whether it is private."""
+def _read(client: github.Github, reference: GitHubReference, *, private: bool) -> list[Fetched]:
     repo = _repository(client, reference.full_name)
-    if public_only and repo.private:
-        raise PrivateSourceError(f"{reference.full_name} is private")
-    return _READERS[reference.kind](repo, reference)
+    return [replace(one, private=private) for one in _READERS[reference.kind](repo, reference)]
 
 
 def _read_pull(repo: Repository, reference: GitHubReference) -> list[Fetched]:

@@ -68,12 +68,15 @@ class Fetched:
     """One context item a source read, with its place in the budget and its revision.
 
     `priority` orders items into the token budget, lower first (a PR's diff and a ticket before
-    a README); `revision` (a head sha, an `updatedAt`) says when a cached copy is stale.
+    a README); `revision` (a head sha, an `updatedAt`) says when a cached copy is stale;
+    `private`: from a private repository or from Linear, so a thread's follow-ups reuse it only
+    where it may still be read (linked, and not for outsiders).
     """
 
     item: ContextItem
     priority: int
     revision: str
+    private: bool = True
 
 
 class SourceError(Exception):

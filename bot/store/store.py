@@ -621,6 +621,7 @@ class Store:
                     "text": one.item.text,
                     "priority": one.priority,
                     "revision": one.revision,
+                    "private": one.private,
                     "fetched_at": now,
                 }
                 for reference, items in fetched.items()
@@ -794,7 +795,9 @@ def _cached_context(session: Session, thread_id: int) -> dict[str, list[Fetched]
     cached: dict[str, list[Fetched]] = {}
     for row in rows:
         item = ContextItem(source=row.source, title=row.title, text=row.text)
-        fetched = Fetched(item=item, priority=row.priority, revision=row.revision)
+        fetched = Fetched(
+            item=item, priority=row.priority, revision=row.revision, private=row.private
+        )
         cached.setdefault(row.reference, []).append(fetched)
     return cached
 

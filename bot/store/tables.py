@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -137,6 +146,8 @@ class ContextCacheEntry(Base):
     text: Mapped[str] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer)
     revision: Mapped[str] = mapped_column(String(255))
+    # from a private repository or Linear: reused only where it may still be read
+    private: Mapped[bool] = mapped_column(Boolean, default=True)
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

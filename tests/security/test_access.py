@@ -260,19 +260,43 @@ async def test_an_events_user_team_makes_an_outsider_whatever_users_info_says(
     assert "outside this workspace" in told.args["text"]
 
 
+async def _follow_up(bot: RunningBot, text: str, *, n: int, user: str = "W111") -> None:
+    """A reply in the thread of the question `_ask` sent as n=1, and its answer (the n-th)."""
+    reply = message_event(text, ts=f"1700000{n:03d}.000900", thread_ts="1700000001.000100")
+    reply["user"] = user
+    await bot.send(event_body(reply, event_id=f"Ev-reply-{n}"))
+    await bot.wait_for(lambda fake: len(answer_updates(fake)) == n)
+
+
 @pytest.mark.usefixtures("sources")
-async def test_outsiders_in_a_thread_do_not_see_what_it_read_for_members(
+async def test_outsiders_in_a_thread_see_only_the_public_context_it_read_for_members(
+    slack_bot: RunningBot, fake_openai: FakeOpenAI, fake_slack: FakeSlack, fake_github: FakeGitHub
+):
+    await slack_bot.link("github", "acme/secret")
+    await _ask(slack_bot, f"compare our secret repo with {_repo_url(fake_github, 'tools')}", n=1)
+    assert "launch codes" in _prompt(fake_openai, 1) and "Shared scripts." in _prompt(fake_openai, 1)
+    read_before = len(fake_github.requests)
+    fake_slack.add_user("WEXT", team_id="T999")
+    await _follow_up(slack_bot, "and then?", n=2, user="WEXT")
+    assert "launch codes" not in _prompt(fake_openai, 2)
+    assert "Shared scripts." in _prompt(fake_openai, 2)  # public: reused, not read again
+    assert len(fake_github.requests) == read_before
+
+
+@pytest.mark.usefixtures("sources")
+async def test_a_thread_stops_showing_what_was_unlinked_since(
     slack_bot: RunningBot, fake_openai: FakeOpenAI, fake_slack: FakeSlack
 ):
     await slack_bot.link("github", "acme/secret")
-    await _ask(slack_bot, "what does our secret repo hold?", n=1)
-    assert "launch codes" in _prompt(fake_openai, 1)
-    fake_slack.add_user("WEXT", team_id="T999")
-    reply = message_event("and then?", ts="1700000009.000100", thread_ts="1700000001.000100")
-    reply["user"] = "WEXT"
-    await slack_bot.send(event_body(reply, event_id="Ev-ext"))
-    await slack_bot.wait_for(lambda fake: len(answer_updates(fake)) == 2)
-    assert "launch codes" not in _prompt(fake_openai, 2)
+    await slack_bot.link("linear", "PAY")
+    await _ask(slack_bot, "what does our secret repo hold, and PAY-7?", n=1)
+    assert "launch codes" in _prompt(fake_openai, 1) and "Refund backlog" in _prompt(fake_openai, 1)
+    for link in ("github acme/secret", "linear PAY"):
+        _, said = await slack_bot.send(slash_command_body(f"unlink {link}", user="WADMIN"))
+        assert said.startswith("Unlinked")
+    await _follow_up(slack_bot, "and now?", n=2)
+    prompt = _prompt(fake_openai, 2)
+    assert "launch codes" not in prompt and "Refund backlog" not in prompt
 
 
 @pytest.mark.usefixtures("sources")
