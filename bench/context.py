@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 
 from bench._fakes import SlowGitHub, SlowLinear  # noqa: E402
 from bench._harness import machine, ms, parser, report  # noqa: E402
-from bot.context.gather import ContextGatherer, Links  # noqa: E402, Reach
+from bot.context.gather import ContextGatherer, Links, Reach  # noqa: E402
 from bot.context.github import GitHubSource  # noqa: E402
 from bot.context.linear import LinearSource  # noqa: E402
 from bot.core.persona import load_personas  # noqa: E402
