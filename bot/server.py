@@ -268,15 +268,16 @@ class BotServer:
             self.tasks.spawn(work, name=f"resume-{request.id}")
         return resumed
 
-    async def _identity(self) -> tuple[str, str]:
-        """The bot's user ID, and the team that installed it (whose members are not outsiders)."""
+    async def _identity(self) -> tuple[str, str | None]:
+        """The bot's user ID, and the team that installed it (whose members are not outsiders;
+        Slack names it for every workspace install)."""
         try:
             identity = await self.client.auth_test()
         except SlackApiError as error:
             raise ConfigError(
                 f"SLACK_BOT_TOKEN was refused by Slack ({error.response.get('error')})"
             ) from None
-        return str(identity["user_id"]), str(identity["team_id"])
+        return str(identity["user_id"]), identity.get("team_id")
 
     def _public_app(self) -> web.Application:
         """PORT: Slack's requests and liveness; readiness and metrics unless they have their own."""

@@ -57,7 +57,9 @@ class Conversation:
 class SlackDirectory:
     """`users.info`, `conversations.info` and `conversations.members`, cached for a minute."""
 
-    def __init__(self, *, client: AsyncWebClient, home_team_id: str) -> None:
+    def __init__(self, *, client: AsyncWebClient, home_team_id: str | None) -> None:
+        """`home_team_id`: the installing workspace; unknown, only Slack's `is_stranger` makes
+        an outsider."""
         self._client = client
         self._home_team_id = home_team_id
         self._people: _Cache[Person] = _Cache()
@@ -68,7 +70,7 @@ class SlackDirectory:
         """`team_id`: the person's own team where Slack's payload names it (an event's
         `user_team`); another team than ours makes them an outsider, whatever users.info says."""
         person = await self._people.get(user_id, lambda: self._look_up_person(user_id))
-        if team_id and team_id != self._home_team_id:
+        if self._is_other(team_id):
             return Person(user_id=user_id, is_admin=False, is_external=True)
         return person
 
@@ -81,13 +83,16 @@ class SlackDirectory:
         members = await self._members.get(channel_id, lambda: self._look_up_members(channel_id))
         return user_id in members
 
+    def _is_other(self, team_id: str | None) -> bool:
+        """Whether `team_id` names another team than ours (Slack Connect)."""
+        return bool(team_id and self._home_team_id and team_id != self._home_team_id)
+
     async def _look_up_person(self, user_id: str) -> Person:
         response = await _data(self._client.users_info(user=user_id), "users.info")
         if response is None:
             return Person(user_id=user_id, is_admin=False, is_external=True)
         user = response["user"]
-        team = user.get("team_id")
-        external = bool(user.get("is_stranger")) or (team is not None and team != self._home_team_id)
+        external = bool(user.get("is_stranger")) or self._is_other(user.get("team_id"))
         admin = any(user.get(role) for role in ("is_admin", "is_owner", "is_primary_owner"))
         return Person(user_id=user_id, is_admin=admin and not external, is_external=external)
 
