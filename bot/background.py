@@ -17,9 +17,6 @@ class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[object]] = set()
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def spawn(self, coroutine: Coroutine[Any, Any, object], *, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)

@@ -23,10 +23,6 @@ class ConcurrencyLimit:
         self._max_waiting = max_waiting
         self._waiting = 0
 
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self._slots.locked() and self._waiting >= self._max_waiting:

@@ -29,7 +29,7 @@ from bot.slack.services import SlackServices
 from bot.store import LinkRecord
 
 
-class Reply(Protocol):
+class ReplyLater(Protocol):
     """Tells the person who typed a command something, later: text, or Block Kit with it."""
 
     async def __call__(self, text: str, *, blocks: list[dict[str, Any]] | None = None) -> Any: ...
@@ -64,7 +64,7 @@ async def parse_in_channel(
 
 
 async def run_command(
-    command: Command, services: SlackServices, *, channel: Channel, reply_later: Reply
+    command: Command, services: SlackServices, *, channel: Channel, reply_later: ReplyLater
 ) -> str:
     """Carry out a command that is not a question, and return what to tell the person.
 
@@ -106,7 +106,7 @@ async def link_source(
     services: SlackServices,
     channel: Channel,
     link: LinkRecord,
-    reply: Reply,
+    reply: ReplyLater,
     *,
     confirmed: bool = False,
 ) -> None:
