@@ -146,6 +146,31 @@ async def test_a_rate_limit_is_said_at_once_without_retrying(
     assert await source.fetch(_ISSUE)
 
 
+async def test_an_outage_is_tried_again_twice_then_said(
+    fake_linear: FakeLinear, source: LinearSource
+) -> None:
+    _add_payments(fake_linear)
+    fake_linear.server_error(times=2)
+    [fetched] = await source.fetch(_ISSUE)  # third time lucky
+    assert "Retry POST /charges on timeout" in fetched.item.text
+    assert len(fake_linear.requests) == 3
+
+    fake_linear.server_error(times=3)
+    with pytest.raises(SourceError, match="PAY-123 could not be read: Linear answered HTTP 503"):
+        await source.fetch(_ISSUE)
+    assert len(fake_linear.requests) == 6
+
+
+async def test_a_refused_connection_is_said_as_such(fake_linear: FakeLinear) -> None:
+    fake_linear.stop()
+    source = _source(fake_linear, api_key=fake_linear.api_key)
+    try:
+        with pytest.raises(SourceError, match="could not connect to Linear"):
+            await source.fetch(_ISSUE)
+    finally:
+        await source.aclose()
+
+
 @pytest.mark.parametrize("key", ["lin_api_wrong", None])
 async def test_a_rejected_key_is_said_and_never_shown(
     fake_linear: FakeLinear, key: str | None

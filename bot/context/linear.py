@@ -1,7 +1,8 @@
 """The Linear vendor module: read-only GraphQL for the issues and teams a question names.
 
-It owns one gql client (aiohttp transport) for the process, its timeout, and the translation of
-Linear's errors into `SourceError`. See https://linear.app/developers/graphql: a personal API key
+It owns one gql client (aiohttp transport) for the process, its timeout, its retries (a 5xx or
+a failed connection is tried again, twice, after a short pause; a rate limit is not: Linear's
+window outlasts a question), and the translation of Linear's errors into `SourceError`. See https://linear.app/developers/graphql: a personal API key
 goes in `Authorization: <key>` (no `Bearer`), and rate limiting is a GraphQL error whose
 `extensions.code` is `RATELIMITED`. Every document is a constant here, so a test can validate
 each one against Linear's published schema.
@@ -18,6 +19,7 @@ from gql import Client, GraphQLRequest, gql
 from gql.client import AsyncClientSession
 from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.exceptions import (
+    TransportConnectionFailed,
     TransportError,
     TransportProtocolError,
     TransportQueryError,
@@ -98,6 +100,8 @@ TEAM_QUERY = gql(
 )
 
 _NOT_FOUND_CODES = {"INPUT_ERROR", "FORBIDDEN"}
+_RETRIES = 2
+_RETRY_PAUSE_SECONDS = 0.25  # then 0.5: well inside OI_CONTEXT_TIMEOUT_SECONDS
 
 
 class LinearSource:
@@ -175,13 +179,20 @@ class LinearSource:
         """One request's data, or a SourceError saying why not; no vendor exception escapes."""
         if self._client is None:
             raise SourceError(f"{subject} could not be read: LINEAR_API_KEY is not set")
-        try:
-            session = await self._connected(self._client)
-            return await session.execute(GraphQLRequest(query, variable_values=variables))
-        except (TransportError, TimeoutError) as error:
-            reason = _describe(error, subject)
-            log.warning("linear.failed", subject=subject, reason=reason)
-            raise SourceError(reason) from None
+        request = GraphQLRequest(query, variable_values=variables)
+        retries = 0
+        while True:
+            try:
+                session = await self._connected(self._client)
+                return await session.execute(request)
+            except (TransportError, TimeoutError) as error:
+                if retries < _RETRIES and _worth_retrying(error):
+                    await asyncio.sleep(_RETRY_PAUSE_SECONDS * 2**retries)
+                    retries += 1
+                    continue
+                reason = _describe(error, subject)
+                log.warning("linear.failed", subject=subject, reason=reason, retries=retries)
+                raise SourceError(reason) from None
 
     async def _connected(self, client: Client) -> AsyncClientSession:
         """The one session of the process, opened on first use."""
@@ -197,6 +208,13 @@ def _refuse(problem: str | None) -> None:
         raise SourceError(f"Linear: not requested, {problem}")
 
 
+def _worth_retrying(error: Exception) -> bool:
+    """Linear's outage or a lost connection may be over in a moment; a refusal will not be."""
+    if isinstance(error, TransportServerError):
+        return error.code is not None and error.code >= 500
+    return isinstance(error, TransportConnectionFailed)
+
+
 def _describe(error: Exception, subject: str) -> str:
     """Linear's reason in a short sentence naming what was asked for; never the API key."""
     if isinstance(error, TransportQueryError):
@@ -209,6 +227,8 @@ def _describe(error: Exception, subject: str) -> str:
         return f"{subject} could not be read: Linear answered HTTP {error.code}"
     if isinstance(error, TransportProtocolError):
         return f"{subject} could not be read: Linear's answer was not GraphQL"
+    if isinstance(error, TransportConnectionFailed):
+        return f"{subject} could not be read: could not connect to Linear (LINEAR_API_URL)"
     return f"{subject} could not be read: Linear did not answer in time"
 
 

@@ -64,6 +64,7 @@ class FakeLinear:
         self._issues: dict[str, dict[str, Any]] = {}
         self._teams: dict[str, dict[str, Any]] = {}
         self._rate_limited = 0
+        self._server_errors = 0
         self._key_rejected = False
         self._held = False
         self._released = asyncio.Event()
@@ -131,6 +132,10 @@ class FakeLinear:
         """The next `times` requests get Linear's RATELIMITED error."""
         self._rate_limited += times
 
+    def server_error(self, times: int = 1) -> None:
+        """The next `times` requests get an HTTP 503, as Linear's edge answers in an outage."""
+        self._server_errors += times
+
     def reject_key(self) -> None:
         """From now on every request gets Linear's authentication error, whatever its key."""
         self._key_rejected = True
@@ -156,6 +161,9 @@ class FakeLinear:
         authorization = request.headers.get("Authorization")
         document, problems = _parsed(query)
         self.requests.append(LinearRequest(query, variables, authorization, valid=not problems))
+        if self._server_errors:
+            self._server_errors -= 1
+            return web.Response(status=503, text="Service Unavailable")
         if document is None or problems:
             return _errors(400, problems, code="GRAPHQL_VALIDATION_FAILED")
         if self._key_rejected or authorization != self.api_key:
