@@ -7,11 +7,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.commands import Ask
-from bot.slack.admission import too_long, too_often
 from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import question_text
+from bot.slack.intake import take_question
 from bot.slack.services import SlackServices
-from bot.store import NewRequest, RateLimited
+from bot.store import NewRequest
 
 
 def register(app: AsyncApp, services: SlackServices) -> None:
@@ -30,30 +30,20 @@ def register(app: AsyncApp, services: SlackServices) -> None:
                 text=await run_command(parsed, services, channel=channel, reply_later=respond)
             )
             return
-        refused = too_long(parsed.question, services.question_limits)
-        if refused:
-            await ack(text=refused)
-            return
-        try:
-            request = await services.store.claim_request(
-                NewRequest(
-                    claim_key=f"command:{command['trigger_id']}",
-                    kind="command",
-                    team_id=channel.team_id,
-                    channel_id=channel.channel_id,
-                    user_id=channel.user_id,
-                    thread_ts=None,
-                    persona=parsed.persona,
-                    question=parsed.question,
-                ),
-                quota=services.question_limits.quota,
-            )
-        except RateLimited as limited:
-            await ack(text=too_often(limited, services.question_limits))
-            return
-        await ack()
-        if request is not None:  # None: Slack delivered it again, and it is being answered
-            services.tasks.spawn(
-                services.responder.answer(request, response_url=command.get("response_url")),
-                name=f"request-{request.id}",
-            )
+        async def refuse(reason: str) -> None:
+            await ack(text=reason)
+
+        question = NewRequest(
+            claim_key=f"command:{command['trigger_id']}",
+            kind="command",
+            team_id=channel.team_id,
+            channel_id=channel.channel_id,
+            user_id=channel.user_id,
+            thread_ts=None,
+            persona=parsed.persona,
+            question=parsed.question,
+        )
+        if await take_question(
+            services, question, refuse=refuse, response_url=command.get("response_url")
+        ):
+            await ack()

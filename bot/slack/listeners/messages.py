@@ -8,11 +8,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.commands import Ask, Command
-from bot.slack.admission import too_long, too_often
 from bot.slack.commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import mentions, question_text
+from bot.slack.intake import take_question
 from bot.slack.services import SlackServices
-from bot.store import NewRequest, RateLimited
+from bot.store import NewRequest
 from bot.store.store import RequestKind
 
 # Message subtypes a person writes; edits, deletions, joins and bot posts are not questions.
@@ -59,10 +59,6 @@ async def _handle(
         return
     if not question:
         return
-    refused = too_long(question, services.question_limits)
-    if refused:
-        await _command_once(services, event, claim_key, where, refused)
-        return
     new = NewRequest(
         claim_key=claim_key,
         kind=kind,
@@ -74,14 +70,11 @@ async def _handle(
         question=question,
         user_team_id=where.user_team_id,
     )
-    try:
-        request = await services.store.claim_request(new, quota=services.question_limits.quota)
-    except RateLimited as limited:
-        refused = too_often(limited, services.question_limits)
-        await _command_once(services, event, claim_key, where, refused)
-        return
-    if request is not None:  # None: another delivery of this message is being answered
-        services.tasks.spawn(services.responder.answer(request), name=f"request-{request.id}")
+
+    async def refuse(reason: str) -> None:
+        await _command_once(services, event, claim_key, where, reason)
+
+    await take_question(services, new, refuse=refuse)
 
 
 async def _command_once(
