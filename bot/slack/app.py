@@ -7,7 +7,7 @@ import logging
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.listeners import actions, command, messages
+from bot.slack.listeners import actions, messages, slash_command
 from bot.slack.services import SlackServices
 
 
@@ -22,7 +22,7 @@ def build_slack_app(
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
-    command.register(app, services)
+    slash_command.register(app, services)
     messages.register(app, services)
     actions.register(app, services)
     return app

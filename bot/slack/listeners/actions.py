@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.slack.admission import too_often
-from bot.slack.commands import Channel, link_source
+from bot.slack.conversation_commands import Channel, link_source
 from bot.slack.render import (
     CONFIRM_LINK_ACTION,
     FEEDBACK_DOWN_ACTION,

@@ -1,4 +1,5 @@
-"""The command grammar in a Slack channel: a question to answer, or a command answered at once."""
+"""The command grammar in a Slack conversation: a question to answer, or a command answered
+at once (`/oi link`, `/oi default`, …), as `bot.core.commands` parses it."""
 
 from __future__ import annotations
 

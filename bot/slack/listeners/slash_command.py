@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.commands import Ask
-from bot.slack.commands import Channel, parse_in_channel, run_command
+from bot.slack.conversation_commands import Channel, parse_in_channel, run_command
 from bot.slack.incoming import question_text
 from bot.slack.intake import take_question
 from bot.slack.services import SlackServices
