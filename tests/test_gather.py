@@ -60,17 +60,23 @@ def data(fake_github: FakeGitHub, fake_linear: FakeLinear) -> None:
 
 async def test_bare_keys_are_read_only_for_linked_teams(gatherer, data, fake_linear):
     gathered = await gatherer.gather(
-        reach=Reach.TOKENS, text="see PAY-1 and OPS-2", persona=PERSONA, links=Links(linear_teams=["PAY"])
+        reach=Reach.TOKENS,
+        text="see PAY-1 and OPS-2",
+        persona=PERSONA,
+        links=Links(linear_teams=["PAY"]),
     )
     text = "\n".join(item.text for item in gathered.items)
     assert "Duplicate charges" in text and "Pager noise" not in text
-    everything = await gatherer.gather(reach=Reach.TOKENS, text="see PAY-1 and OPS-2", persona=PERSONA, links=Links())
+    everything = await gatherer.gather(
+        reach=Reach.TOKENS, text="see PAY-1 and OPS-2", persona=PERSONA, links=Links()
+    )
     assert "Pager noise" in "\n".join(item.text for item in everything.items)
 
 
 async def test_linked_repository_and_team_are_read_when_not_named(gatherer, data):
     gathered = await gatherer.gather(
-        reach=Reach.TOKENS, text="how does this service work?",
+        reach=Reach.TOKENS,
+        text="how does this service work?",
         persona=PERSONA,
         links=Links(repositories=["acme/payments"], linear_teams=["PAY"]),
     )
@@ -86,7 +92,12 @@ async def test_sources_are_read_concurrently(gatherer, data, fake_github, fake_l
     fake_github.hold("/api/v3/repos")
     fake_linear.hold()
     task = asyncio.create_task(
-        gatherer.gather(reach=Reach.TOKENS, text="PAY-1", persona=PERSONA, links=Links(repositories=["acme/payments"]))
+        gatherer.gather(
+            reach=Reach.TOKENS,
+            text="PAY-1",
+            persona=PERSONA,
+            links=Links(repositories=["acme/payments"]),
+        )
     )
     await asyncio.to_thread(fake_github.requests.wait_for, 1)
     await asyncio.to_thread(fake_linear.requests.wait_for, 1)
@@ -101,7 +112,10 @@ async def test_a_source_past_its_timeout_becomes_a_missing_line(make_gatherer, d
     gatherer = make_gatherer(timeout_seconds=0.3)
     try:
         gathered = await gatherer.gather(
-            reach=Reach.TOKENS, text="PAY-1", persona=PERSONA, links=Links(repositories=["acme/payments"])
+            reach=Reach.TOKENS,
+            text="PAY-1",
+            persona=PERSONA,
+            links=Links(repositories=["acme/payments"]),
         )
     finally:
         fake_linear.release()
@@ -113,14 +127,19 @@ async def test_a_persona_reads_only_its_connections(gatherer, data, fake_github)
     github_only = PERSONA.model_copy(
         update={"connections": PERSONA.connections.model_copy(update={"sources": ["github"]})}
     )
-    gathered = await gatherer.gather(reach=Reach.TOKENS, text="PAY-1", persona=github_only, links=Links())
+    gathered = await gatherer.gather(
+        reach=Reach.TOKENS, text="PAY-1", persona=github_only, links=Links()
+    )
     assert gathered.items == [] and gathered.missing == []
 
 
 async def test_allow_lists_refuse_with_a_reason(make_gatherer, data):
     gatherer = make_gatherer(allowed_github_orgs=["other"], allowed_linear_teams=["OPS"])
     gathered = await gatherer.gather(
-        reach=Reach.TOKENS, text="PAY-1 OPS-2", persona=PERSONA, links=Links(repositories=["acme/payments"])
+        reach=Reach.TOKENS,
+        text="PAY-1 OPS-2",
+        persona=PERSONA,
+        links=Links(repositories=["acme/payments"]),
     )
     assert "Did not read Linear issue PAY-1: PAY-1 is outside OI_LINEAR_ALLOWED_TEAMS" in (
         gathered.missing
@@ -133,7 +152,11 @@ async def test_cached_references_are_not_read_again(gatherer, data, fake_linear)
     first = await gatherer.gather(reach=Reach.TOKENS, text="PAY-1", persona=PERSONA, links=Links())
     asked = len(fake_linear.requests)
     again = await gatherer.gather(
-        reach=Reach.TOKENS, text="and the fix?", persona=PERSONA, links=Links(), cached=first.fetched
+        reach=Reach.TOKENS,
+        text="and the fix?",
+        persona=PERSONA,
+        links=Links(),
+        cached=first.fetched,
     )
     assert len(fake_linear.requests) == asked
     assert again.fetched == {}

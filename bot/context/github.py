@@ -177,7 +177,9 @@ class GitHubSource:
         host = (parts.hostname or "").removeprefix("api.")
         return frozenset({f"{host}:{parts.port}" if parts.port else host})
 
-    async def fetch(self, reference: GitHubReference, *, public_only: bool = False) -> list[Fetched]:
+    async def fetch(
+        self, reference: GitHubReference, *, public_only: bool = False
+    ) -> list[Fetched]:
         """The items for one reference, or a `SourceError` saying what and why.
 
         `public_only`: a private repository is not read at all (`PrivateSourceError`), for a

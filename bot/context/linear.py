@@ -2,7 +2,8 @@
 
 It owns one gql client (aiohttp transport) for the process, its timeout, its retries (a 5xx or
 a failed connection is tried again, twice, after a short pause; a rate limit is not: Linear's
-window outlasts a question), and the translation of Linear's errors into `SourceError`. See https://linear.app/developers/graphql: a personal API key
+window outlasts a question), and the translation of Linear's errors into `SourceError`.
+See https://linear.app/developers/graphql: a personal API key
 goes in `Authorization: <key>` (no `Bearer`), and rate limiting is a GraphQL error whose
 `extensions.code` is `RATELIMITED`. Every document is a constant here, so a test can validate
 each one against Linear's published schema.

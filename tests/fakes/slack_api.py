@@ -211,9 +211,10 @@ class FakeSlack:
         ext_shared: bool = False,
         members: list[str] | None = None,
     ) -> None:
-        """A channel as `conversations.info` shows it, and its members when given (otherwise the
-        bot, the people of Slack's samples and those added with `add_user`). Channel ids without an entry follow Slack's
-        prefixes: `D…` a DM, `G…` a private channel, anything else public."""
+        """A channel as `conversations.info` shows it, and its members when given (otherwise
+        the bot, the people of Slack's samples and those added with `add_user`). Channel ids
+        without an entry follow Slack's prefixes: `D…` a DM, `G…` a private channel, anything
+        else public."""
         self._channels[channel_id] = {
             "name": name,
             "is_private": private,
@@ -532,7 +533,8 @@ class FakeSlack:
         start, limit = int(cursor), int(args.get("limit") or 100)
         page = members[start : start + limit]
         more = start + limit < len(members)
-        return {"members": page, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+        next_cursor = str(start + limit) if more else ""
+        return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
 
     def _bot_message(self) -> dict[str, Any]:
         """A message as Slack returns one the bot posted with its bot token (`ts` still to come)."""

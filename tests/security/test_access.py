@@ -129,17 +129,21 @@ async def test_a_dm_reads_only_what_is_linked_to_it(
 
 
 @pytest.mark.usefixtures("sources")
-async def test_only_admins_change_links_and_defaults(
-    slack_bot: RunningBot, fake_slack: FakeSlack
-):
-    for command in ("link github acme/tools", "unlink github acme/tools", "default backend-engineer"):
+async def test_only_admins_change_links_and_defaults(slack_bot: RunningBot, fake_slack: FakeSlack):
+    for command in (
+        "link github acme/tools",
+        "unlink github acme/tools",
+        "default backend-engineer",
+    ):
         status, said = await slack_bot.send(slash_command_body(command, user="W555"))
         assert status == 200 and "Only workspace admins and owners" in said, command
     _, listed = await slack_bot.send(slash_command_body("links"))
     assert "Nothing is linked" in listed
     fake_slack.add_user("W666", is_owner=True)
     url = fake_slack.response_url("owner")
-    await slack_bot.send(slash_command_body("link github acme/tools", user="W666", response_url=url))
+    await slack_bot.send(
+        slash_command_body("link github acme/tools", user="W666", response_url=url)
+    )
     [linked] = await slack_bot.wait_for_calls("response_url", 1)
     assert linked.args["text"].startswith("Linked github acme/tools")
 
@@ -183,7 +187,9 @@ async def test_private_content_into_a_public_channel_waits_for_its_askers_confir
     _, listed = await slack_bot.send(slash_command_body("links"))
     assert "Nothing is linked" in listed  # not before the click
 
-    other = block_actions_body(CONFIRM_LINK_ACTION, button["value"], user="WOTHER", response_url=url)
+    other = block_actions_body(
+        CONFIRM_LINK_ACTION, button["value"], user="WOTHER", response_url=url
+    )
     await slack_bot.send(other)
     refused = (await slack_bot.wait_for_calls("response_url", 2))[1]
     assert "Only <@WADMIN>" in refused.args["text"] and refused.args["replace_original"] is False
@@ -204,8 +210,11 @@ async def test_private_channels_and_public_repositories_need_no_confirmation(
 ):
     fake_slack.add_user("WADMIN", is_admin=True)
     for n, (command, channel) in enumerate(
-        [("link github acme/secret", "G333"), ("link linear PAY", "G333"),
-         ("link github acme/tools", "C111")],
+        [
+            ("link github acme/secret", "G333"),
+            ("link linear PAY", "G333"),
+            ("link github acme/tools", "C111"),
+        ],
         start=1,
     ):
         url = fake_slack.response_url(f"r{n}")
@@ -227,8 +236,7 @@ async def test_outsiders_read_public_sources_only_by_default(
     await slack_bot.link("linear", "PAY")
     fake_slack.add_user("WEXT", team_id="T999")
     question = (
-        f"compare {_repo_url(fake_github, 'secret')} with {_repo_url(fake_github, 'tools')} "
-        "(PAY-7)"
+        f"compare {_repo_url(fake_github, 'secret')} with {_repo_url(fake_github, 'tools')} (PAY-7)"
     )
     answer = await _ask(slack_bot, question, n=1, user="WEXT")
     prompt = _prompt(fake_openai, 1)
@@ -274,7 +282,9 @@ async def test_outsiders_in_a_thread_see_only_the_public_context_it_read_for_mem
 ):
     await slack_bot.link("github", "acme/secret")
     await _ask(slack_bot, f"compare our secret repo with {_repo_url(fake_github, 'tools')}", n=1)
-    assert "launch codes" in _prompt(fake_openai, 1) and "Shared scripts." in _prompt(fake_openai, 1)
+    assert "launch codes" in _prompt(fake_openai, 1) and "Shared scripts." in _prompt(
+        fake_openai, 1
+    )
     read_before = len(fake_github.requests)
     fake_slack.add_user("WEXT", team_id="T999")
     await _follow_up(slack_bot, "and then?", n=2, user="WEXT")
@@ -301,7 +311,9 @@ async def test_a_thread_stops_showing_what_was_unlinked_since(
 
 @pytest.mark.usefixtures("sources")
 async def test_outsiders_can_be_refused_or_treated_as_members(
-    settings_for: Callable[..., Settings], fake_slack: FakeSlack, fake_openai: FakeOpenAI,
+    settings_for: Callable[..., Settings],
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
     fake_github: FakeGitHub,
 ):
     fake_slack.add_user("WEXT", team_id="T999")
@@ -311,8 +323,9 @@ async def test_outsiders_can_be_refused_or_treated_as_members(
         await bot.send(event_body(event, event_id="Ev1"))
         [told] = await bot.wait_for_calls("chat.postEphemeral", 1)
         await bot.settle()
-        assert told.args["user"] == "WEXT" and "only answer people from this workspace" in (
-            told.args["text"]
+        assert (
+            told.args["user"] == "WEXT"
+            and "only answer people from this workspace" in (told.args["text"])
         )
         _, said = await bot.send(slash_command_body("link github acme/tools", user="WEXT"))
         assert "outside this workspace" in said
@@ -352,7 +365,9 @@ async def test_try_again_is_for_the_asker_only_and_counts_toward_their_rate(
     async with running_bot(settings_for(oi_user_rate_per_minute=2), fake_slack) as bot:
         button = await _failed_question(bot, fake_openai)
         url = fake_slack.response_url("retry")
-        await bot.send(block_actions_body(RETRY_ACTION, button["value"], user="W222", response_url=url))
+        await bot.send(
+            block_actions_body(RETRY_ACTION, button["value"], user="W222", response_url=url)
+        )
         [note] = await bot.wait_for_calls("response_url", 1)
         await bot.settle()
         assert "Only <@W111> can retry" in note.args["text"]
@@ -360,7 +375,9 @@ async def test_try_again_is_for_the_asker_only_and_counts_toward_their_rate(
 
         await bot.send(event_body(mention_event("<@UBOT> other", ts="1.000002"), event_id="E2"))
         await bot.wait_for(lambda fake: len(answer_updates(fake)) == 1)
-        await bot.send(block_actions_body(RETRY_ACTION, button["value"], user="W111", response_url=url))
+        await bot.send(
+            block_actions_body(RETRY_ACTION, button["value"], user="W111", response_url=url)
+        )
         too_often = (await bot.wait_for_calls("response_url", 2))[1]
         await bot.settle()
     assert "You've asked 2 questions in the last minute" in too_often.args["text"]
@@ -382,11 +399,15 @@ async def test_feedback_counts_only_from_the_conversations_members(
     await slack_bot.wait_for(lambda fake: len(answer_updates(fake)) == 1)
     [answer] = answer_updates(fake_slack)
     request_id = next(
-        e["value"] for b in answer.args["blocks"] for e in b.get("elements", [])
+        e["value"]
+        for b in answer.args["blocks"]
+        for e in b.get("elements", [])
         if e.get("action_id") == FEEDBACK_UP_ACTION
     )
     url = fake_slack.response_url("vote")
-    await slack_bot.send(block_actions_body(FEEDBACK_UP_ACTION, request_id, user="W999", response_url=url))
+    await slack_bot.send(
+        block_actions_body(FEEDBACK_UP_ACTION, request_id, user="W999", response_url=url)
+    )
     [note] = await slack_bot.wait_for_calls("response_url", 1)
     assert "Only people in this conversation" in note.args["text"]
     await slack_bot.send(block_actions_body(FEEDBACK_UP_ACTION, request_id, user="W111"))
@@ -406,7 +427,9 @@ async def test_a_person_has_a_bounded_number_of_questions_in_flight(
         await asyncio.to_thread(fake_openai.requests.wait_for, 1)
         await bot.send(event_body(mention_event("<@UBOT> second", ts="1.000002"), event_id="E2"))
         [told] = await bot.wait_for_calls("chat.postEphemeral", 1)
-        assert "I'm still answering 1 of your questions; the limit is 1 at once" in told.args["text"]
+        assert (
+            "I'm still answering 1 of your questions; the limit is 1 at once" in told.args["text"]
+        )
         fake_openai.release()
         await bot.wait_for(lambda fake: len(answer_updates(fake)) == 1)
         await bot.settle()  # answered, and stored as answered

@@ -78,7 +78,8 @@ def register(app: AsyncApp, services: SlackServices) -> None:
         asked = json.loads(action["value"])
         user = body["user"]["id"]
         if user != asked["user"] or body["channel"]["id"] != asked["channel"]:
-            await _tell(respond, f"Only <@{asked['user']}>, who asked for this link, can confirm it.")
+            asker = asked["user"]
+            await _tell(respond, f"Only <@{asker}>, who asked for this link, can confirm it.")
             return
         clicker = await services.directory.person(user, team_id=body["user"].get("team_id"))
         refused = services.access.why_not_link(clicker)
