@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Our own validation errors whose messages read on after the variable's name ("OPENAI_API_KEY
+# contains …"), where pydantic's own read after a colon.
+_NOT_A_HEADER_VALUE = "not_a_header_value"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "OFF")
+
+
+# How the model is held to the Answer schema: see `bot.llm` and README's Configuration.
+StructuredOutput = Literal["auto", "json_schema", "json_object", "prompt"]
 
 
 class ConfigError(Exception):
@@ -30,6 +40,10 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    oi_structured_output: StructuredOutput = Field(
+        default="auto",
+        description="json_schema, falling back to json_object, then the schema in the prompt.",
+    )
 
     github_token: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
@@ -110,6 +124,47 @@ class Settings(BaseSettings):
         default=180.0, gt=0, description="Whole LLM call, retries and repair included."
     )
 
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "openai_api_key",
+        "github_token",
+        "linear_api_key",
+    )
+    @classmethod
+    def _fits_in_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        """Tokens travel in HTTP headers (the signing secret in an HMAC), where only printable
+        ASCII goes: a placeholder pasted from a README (`sk-…`) fails here in one line, not as
+        a traceback at the first request. Only the offending characters are shown, never the
+        value."""
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        foreign = "".join(dict.fromkeys(c for c in text if not c.isascii()))
+        if foreign:
+            raise PydanticCustomError(
+                _NOT_A_HEADER_VALUE,
+                "contains non-ASCII characters ({characters}): paste the value itself, "
+                "not a placeholder",
+                {"characters": " ".join(foreign)},
+            )
+        if any(not c.isprintable() for c in text):
+            raise PydanticCustomError(
+                _NOT_A_HEADER_VALUE,
+                "contains a control character (a line break or a tab?): paste the value alone",
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
     @field_validator("oi_metrics_port")
     @classmethod
     def _metrics_port_is_not_port(cls, value: int | None, info: ValidationInfo) -> int | None:
@@ -157,7 +212,11 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors(include_input=False)
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise ConfigError("; ".join(map(_problem, error.errors(include_input=False)))) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """`PORT: Input should be a valid integer…`, or `OPENAI_API_KEY contains …` for our own."""
+    name = str(error["loc"][0]).upper()
+    separator = " " if error["type"] == _NOT_A_HEADER_VALUE else ": "
+    return f"{name}{separator}{error['msg']}"

@@ -22,9 +22,10 @@ REDACTED = "[redacted]"
 # responses (messages, answers) and Socket Mode envelopes, slack_bolt the payloads it ran, PyGithub
 # (`github`) its responses, gql its queries, variables and results, openai its request options
 # (the prompt), SQLAlchemy its statements and parameters, urllib3, httpx(2) and aiohttp URLs with
-# their queries, asyncio its callbacks' arguments.
+# their queries, asyncio its callbacks' arguments; Alembic only narrates every migration step.
 VENDOR_LOGGERS = (
     "aiohttp",
+    "alembic",
     "asyncio",
     "github",
     "gql",
@@ -40,6 +41,11 @@ VENDOR_LOGGERS = (
     "urllib3",
 )
 VENDOR_LEVEL = logging.WARNING
+# Vendor warnings about what we do on purpose: slack_bolt reads SLACK_BOT_TOKEN from the
+# environment itself, then warns that the client we give it (which holds that token) wins.
+EXPECTED_VENDOR_WARNINGS = frozenset({"As you gave `client` as well, `token` will be unused."})
+# A level above every logger's: the terminal's default, whose output is the answer alone.
+OFF = "OFF"
 
 
 class SecretScrubber:
@@ -72,7 +78,7 @@ def configure_logging(
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Configure structlog and the stdlib root logger once, at start-up."""
+    """Configure structlog and the stdlib root logger once, at start-up; `level` may be `OFF`."""
     stream = stream or sys.stderr
     if log_format == "auto":
         log_format = "console" if stream.isatty() else "json"
@@ -103,7 +109,7 @@ def configure_logging(
     handler.addFilter(_vendor_warnings_only)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(logging.CRITICAL + 1 if level.upper() == OFF else level.upper())
     for name in VENDOR_LOGGERS:  # so they don't even format what the filter would drop
         logging.getLogger(name).setLevel(max(VENDOR_LEVEL, root.level))
 
@@ -117,7 +123,9 @@ def configure_logging(
 
 def _vendor_warnings_only(record: logging.LogRecord) -> bool:
     """Also for a library's logger made with its own level (slack_bolt copies the root's)."""
-    return record.levelno >= VENDOR_LEVEL or record.name.split(".")[0] not in VENDOR_LOGGERS
+    if record.name.split(".")[0] not in VENDOR_LOGGERS:
+        return True
+    return record.levelno >= VENDOR_LEVEL and record.getMessage() not in EXPECTED_VENDOR_WARNINGS
 
 
 @contextmanager

@@ -16,9 +16,6 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Coroutine
-from typing import Any
-
 import aiohttp
 import structlog
 from aiohttp import web
@@ -146,6 +143,7 @@ class BotServer:
             limits=AnswerLimits(
                 deadline_seconds=settings.oi_request_deadline_seconds,
                 daily_token_budget=settings.oi_daily_token_budget,
+                max_attempts=settings.oi_max_attempts,
             ),
             directory=directory,
             access=access,
@@ -251,21 +249,21 @@ class BotServer:
             await asyncio.sleep(self._settings.oi_lease_seconds / 2)
 
     async def resume_unfinished(self) -> int:
-        """Answer (or, past the attempt limit, fail) every unfinished request nobody holds."""
+        """Hand every unfinished request nobody holds to the responder, which resumes it (or,
+        past its attempts, fails it)."""
         resumed = 0
         for request_id in await self.store.resumable():
             request = await self.store.acquire(request_id)
             if request is None:
                 continue  # another replica took it first
             resumed += 1
-            log.info("request.resumed", request_id=request.id, attempts=request.attempts)
-            work: Coroutine[Any, Any, object]
-            if request.attempts > self._settings.oi_max_attempts:
-                reason = f"I couldn't answer this after {request.attempts - 1} attempts."
-                work = self._responder.fail(request, reason)
-            else:
-                work = self._responder.answer(request)
-            self.tasks.spawn(work, name=f"resume-{request.id}")
+            log.info(
+                "request.resumed",
+                request_id=request.id,
+                attempts=request.attempts,
+                interruptions=request.interruptions,
+            )
+            self.tasks.spawn(self._responder.resume(request), name=f"resume-{request.id}")
         return resumed
 
     async def _identity(self) -> tuple[str, str | None]:

@@ -60,3 +60,39 @@ def test_bad_value_names_the_variable(monkeypatch):
 def test_extra_persona_dirs_split_like_path():
     settings = Settings(oi_personas_dir="/a:/b")
     assert [str(p) for p in settings.extra_persona_dirs] == ["/a", "/b"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "OPENAI_API_KEY",
+        "GITHUB_TOKEN",
+        "LINEAR_API_KEY",
+    ],
+)
+def test_a_placeholder_pasted_as_a_secret_is_one_clear_line(name, monkeypatch):
+    """`sk-…` copied from a README: its `…` cannot go in an HTTP header; said so, not shown."""
+    monkeypatch.setenv(name, "abc-…-def")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        f"{name} contains non-ASCII characters (…): paste the value itself, not a placeholder"
+    )
+
+
+def test_a_line_break_in_a_secret_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_first\nghp_second")
+    with pytest.raises(ConfigError, match="GITHUB_TOKEN contains a control character") as raised:
+        load_settings()
+    assert "ghp_" not in str(raised.value)
+
+
+def test_an_unknown_log_level_names_the_levels(monkeypatch):
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match="LOG_LEVEL: .*DEBUG, INFO"):
+        load_settings()
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"
