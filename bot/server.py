@@ -25,6 +25,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from bot.background import BackgroundTasks
 from bot.config import ConfigError, Settings, load_settings
@@ -112,29 +114,46 @@ class BotServer:
         self.tasks = BackgroundTasks()
 
     async def start(self) -> None:
+        """Open everything, each closer pushed on an exit stack as it opens: a start that fails
+        half-way (Slack unreachable, a refused token, a port taken) closes what it opened."""
+        async with contextlib.AsyncExitStack() as opened:
+            await self._open(opened)
+            self._opened = opened.pop_all()
+
+    async def _open(self, opened: contextlib.AsyncExitStack) -> None:
+        """Closers run in reverse: the resumer, Socket Mode, the drain, servers, clients, store."""
         settings = self._settings
         assert settings.slack_bot_token is not None
         self.personas = load_personas(settings.extra_persona_dirs)
         default_persona = self.personas.get(settings.oi_default_persona).name
-        self.store = await Store.open(
-            settings.database_url, lease_seconds=settings.oi_lease_seconds
-        )
-        self._session = aiohttp.ClientSession()
+        try:
+            self.store = await Store.open(
+                settings.database_url, lease_seconds=settings.oi_lease_seconds
+            )
+        except (SQLAlchemyError, OSError) as error:  # SQLAlchemy's messages hide the password
+            raise ConfigError(
+                f"the database at DATABASE_URL={shown_database(settings.database_url)} could "
+                f"not be opened ({_first_line(error)})"
+            ) from None
+        opened.push_async_callback(self.store.close)
+        session = await opened.enter_async_context(aiohttp.ClientSession())
         self.client = create_web_client(
             token=settings.slack_bot_token.get_secret_value(),
             base_url=settings.slack_api_url,
-            session=self._session,
+            session=session,
         )
         bot_user_id, team_id = await self._identity()
         directory = SlackDirectory(client=self.client, home_team_id=team_id)
         access = AccessPolicy.from_settings(settings)
-        self._llm = LLMClient.from_settings(settings)
-        self._gatherer = ContextGatherer.from_settings(settings)
+        llm = LLMClient.from_settings(settings)
+        opened.push_async_callback(llm.aclose)
+        gatherer = ContextGatherer.from_settings(settings)
+        opened.push_async_callback(gatherer.aclose)
         self._responder = Responder(
             client=self.client,
             store=self.store,
-            engine=Engine(llm=self._llm, history_token_budget=settings.oi_history_token_budget),
-            gatherer=self._gatherer,
+            engine=Engine(llm=llm, history_token_budget=settings.oi_history_token_budget),
+            gatherer=gatherer,
             personas=self.personas,
             metrics=self.metrics,
             concurrency=ConcurrencyLimit(
@@ -150,7 +169,7 @@ class BotServer:
         )
         services = SlackServices(
             store=self.store,
-            gatherer=self._gatherer,
+            gatherer=gatherer,
             personas=self.personas,
             responder=self._responder,
             tasks=self.tasks,
@@ -176,23 +195,26 @@ class BotServer:
             if signing_secret is None:
                 raise ConfigError("SLACK_SIGNING_SECRET is not set: HTTP mode checks every request")
             self._verifier = SignatureVerifier(signing_secret.get_secret_value())
-        self._runner = await self._serve_http(self._public_app(), settings.port)
+        self._runner = await self._serve_http(opened, self._public_app(), settings.port)
         self._metrics_runner: web.AppRunner | None = None
         if settings.oi_metrics_port is not None:
             self._metrics_runner = await self._serve_http(
-                self._internal_app(), settings.oi_metrics_port
+                opened, self._internal_app(), settings.oi_metrics_port
             )
+        opened.push_async_callback(self._drain)  # while the servers still answer 503
         self._socket_mode: AsyncSocketModeHandler | None = None
         if settings.slack_app_token is not None:
             self._socket_mode = AsyncSocketModeHandler(
                 self._slack, app_token=settings.slack_app_token.get_secret_value()
             )
+            opened.push_async_callback(self._socket_mode.close_async)
             await self._socket_mode.connect_async()
         # What start-up built lives as long as the process: out of the collector's sight, its
         # full collections stop pausing everything (acks included) for 30–170 ms under load.
         gc.freeze()
         self._accepting = True
-        self._resumer = asyncio.create_task(self._resume_forever(), name="resumer")
+        resumer = asyncio.create_task(self._resume_forever(), name="resumer")
+        opened.push_async_callback(_cancelled, resumer)
         log.info(
             "server.started",
             port=self.port,
@@ -200,11 +222,25 @@ class BotServer:
             mode="socket" if self._socket_mode else "http",
             bot_user_id=bot_user_id,
         )
+        print(self._ready_line(), flush=True)
+
+    def _ready_line(self) -> str:
+        """What an operator wants to read once: how Slack reaches us, where state is, who answers."""
+        if self._socket_mode is not None:
+            mode = f"Socket Mode (health on port {self.port})"
+        else:
+            mode = f"HTTP on port {self.port} (Slack posts to /slack/events)"
+        database = shown_database(self._settings.database_url)
+        personas = ", ".join(self.personas.names())
+        return f"oi-bot ready: {mode}, database {database}, personas: {personas}"
 
     @staticmethod
-    async def _serve_http(app: web.Application, port: int) -> web.AppRunner:
+    async def _serve_http(
+        opened: contextlib.AsyncExitStack, app: web.Application, port: int
+    ) -> web.AppRunner:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        opened.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "0.0.0.0", port).start()
         return runner
 
@@ -223,21 +259,12 @@ class BotServer:
     async def stop(self) -> None:
         """Stop taking work, give what is in flight the grace period, then close everything."""
         self._accepting = False
-        self._resumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._resumer  # never touches the store again once it is closing
-        if self._socket_mode is not None:
-            await self._socket_mode.close_async()
+        await self._opened.aclose()
+
+    async def _drain(self) -> None:
         left = await self.tasks.drain(self._settings.oi_shutdown_grace_seconds)
         if left:
             log.warning("server.unfinished_requests", count=left)
-        await self._runner.cleanup()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
-        await self._gatherer.aclose()
-        await self._llm.aclose()
-        await self._session.close()
-        await self.store.close()
 
     async def _resume_forever(self) -> None:
         """Pick up requests no live process holds: at start, then every half lease."""
@@ -274,6 +301,11 @@ class BotServer:
         except SlackApiError as error:
             raise ConfigError(
                 f"SLACK_BOT_TOKEN was refused by Slack ({error.response.get('error')})"
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise ConfigError(
+                f"Slack could not be reached at SLACK_API_URL={self._settings.slack_api_url} "
+                f"({_first_line(error)})"
             ) from None
         return str(identity["user_id"]), identity.get("team_id")
 
@@ -354,6 +386,25 @@ class BotServer:
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+
+def shown_database(url: str) -> str:
+    """`DATABASE_URL` as it may be printed: its password as `***`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a database URL)"
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0]
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has stopped (the resumer touches no store once closing)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _well_formed(text: str, headers: dict[str, str]) -> bool:
