@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.server import BotServer
+from bot.server import BotServer, shown_database
 from tests.databases import sqlite_url
 from tests.fakes import openai_api
 from tests.fakes.openai_api import FakeOpenAI
@@ -69,11 +70,76 @@ def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
 
 
 def test_a_refused_bot_token_is_a_clear_error(fake_slack, fake_openai, tmp_path):
+    """One line, and nothing left open: no "Unclosed client session" after it."""
     env = _environment(fake_slack, fake_openai, tmp_path, SLACK_BOT_TOKEN="xoxb-wrong")
     result = _run([str(OI_BOT)], env)
     assert result.returncode == 2
-    assert "SLACK_BOT_TOKEN was refused by Slack (invalid_auth)" in result.stderr
-    assert "xoxb-wrong" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "oi-bot: SLACK_BOT_TOKEN was refused by Slack (invalid_auth)"
+    ]
+
+
+def test_slack_unreachable_at_start_is_one_line_naming_slack_api_url(fake_openai, tmp_path):
+    """Connection refused (a DNS failure takes the same path: aiohttp's ClientConnectorError)."""
+    env = _environment(
+        None,
+        fake_openai,
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-1",
+        SLACK_SIGNING_SECRET="s",
+        SLACK_API_URL="http://127.0.0.1:9/api/",
+    )
+    result = _run([str(OI_BOT)], env)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()  # no traceback, no "Unclosed client session"
+    assert line.startswith("oi-bot: Slack could not be reached at SLACK_API_URL=http://127.0.0.1:9/")
+    assert "Connect call failed" in line
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_without_its_password(
+    fake_slack, fake_openai, tmp_path
+):
+    env = _environment(
+        fake_slack,
+        fake_openai,
+        tmp_path,
+        DATABASE_URL="postgresql+asyncpg://oi:hunter2@127.0.0.1:9/oi",
+    )
+    result = _run([str(OI_BOT)], env)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("oi-bot: the database at DATABASE_URL=postgresql+asyncpg://oi:***@")
+    assert "hunter2" not in line
+
+
+def test_ready_is_one_human_line_and_no_library_chatter(fake_slack, fake_openai, tmp_path):
+    """stdout: how Slack reaches the bot, the database, the personas; stderr: our JSON log only,
+    without Alembic's migration steps or slack_bolt's warning about the token we gave it."""
+    process = subprocess.Popen(
+        [str(OI_BOT)],
+        env=_environment(fake_slack, fake_openai, tmp_path, LOG_LEVEL="INFO"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready = process.stdout.readline()
+    process.send_signal(signal.SIGTERM)
+    rest, log = process.communicate(timeout=30)
+    assert process.returncode == 0, log
+    assert re.fullmatch(
+        r"oi-bot ready: HTTP on port \d+ \(Slack posts to /slack/events\), "
+        rf"database {re.escape(sqlite_url(tmp_path))}, personas: backend-engineer\n",
+        ready,
+    )
+    assert rest == ""
+    loggers = {json.loads(line)["logger"] for line in log.splitlines()}
+    assert loggers == {"bot.server"}, log
+
+
+def test_the_ready_line_hides_the_database_password():
+    shown = shown_database("postgresql+asyncpg://oi:hunter2@db.internal:5432/oi")
+    assert shown == "postgresql+asyncpg://oi:***@db.internal:5432/oi"
 
 
 @pytest.fixture
