@@ -28,8 +28,9 @@ def _failures(bot: RunningBot, words: str) -> list:
     return [c for c in bot.fake_slack.calls if words in c.args.get("text", "")]
 
 
-async def _left_by_a_crash(settings, **request) -> str:
-    """A request as a process that died mid-answer leaves it: unfinished, its lease expired."""
+async def _left_by_a_crash(settings, *, state: str = "received", **request) -> str:
+    """A request as a process that died mid-answer leaves it: unfinished in `state` (received
+    or gathering; thinking is gathering's next step), its lease expired."""
     dead = await Store.open(settings.database_url, owner="dead-process", lease_seconds=-1)
     fields = dict(
         claim_key="message:C111:1700000100.000100",
@@ -43,6 +44,11 @@ async def _left_by_a_crash(settings, **request) -> str:
     )
     fields.update(request)
     claimed = await dead.claim_request(NewRequest(**fields))
+    if state in ("gathering", "thinking"):
+        await dead.transition(claimed.id, "gathering")
+    if state == "thinking":
+        memory = await dead.open_thread("T111", "C111", THREAD, "backend-engineer")
+        await dead.record_gathered(claimed.id, memory.thread.id, {})
     await dead.close()
     assert claimed is not None
     return claimed.id
@@ -58,7 +64,7 @@ async def test_a_crashed_processs_request_is_resumed_and_answered_once(
         assert await bot.server.resume_unfinished() == 0  # taken once, not again
         await bot.settle()
         request = await bot.server.store.get_request(request_id)
-    assert request.state == "answered" and request.attempts == 2
+    assert request.state == "answered" and request.attempts == 1  # it had not started
     assert len(fake_openai.requests) == 1
     assert [c.args["thread_ts"] for c in fake_slack.calls_to("chat.postMessage")] == [THREAD]
 
@@ -94,13 +100,27 @@ async def test_a_resumed_answer_updates_the_messages_already_posted(
 async def test_past_the_attempt_limit_a_request_fails_with_a_message(
     settings_for, fake_slack, fake_openai
 ):
+    """Its process died while reading what it refers to: that try is blamed on it."""
     settings = settings_for(oi_max_attempts=1)
-    request_id = await _left_by_a_crash(settings)
+    request_id = await _left_by_a_crash(settings, state="gathering")
     async with running_bot(settings, fake_slack) as bot:
         await bot.wait_for(lambda fake: _failures(bot, "after 1 attempts"))
         await bot.settle()
         assert (await bot.server.store.get_request(request_id)).state == "failed"
     assert fake_openai.requests == []
+
+
+async def test_a_crash_while_it_waited_on_the_model_uses_no_attempt(
+    settings_for, fake_slack, fake_openai
+):
+    settings = settings_for(oi_max_attempts=1)
+    request_id = await _left_by_a_crash(settings, state="thinking")
+    async with running_bot(settings, fake_slack) as bot:
+        await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
+        await bot.settle()
+        request = await bot.server.store.get_request(request_id)
+    assert (request.state, request.attempts, request.interruptions) == ("answered", 1, 1)
+    assert _failures(bot, "attempts") == []
 
 
 async def test_beyond_the_queue_the_user_is_told_the_bot_is_busy(

@@ -242,9 +242,72 @@ async def test_an_expired_or_released_lease_is_resumed_once(database_url, replic
     assert await replica.resumable() == [request.id]
     taken = await asyncio.gather(*(replica.acquire(request.id) for _ in range(3)))
     [resumed] = [r for r in taken if r is not None]
-    assert resumed.attempts == 2
+    assert (resumed.attempts, resumed.interruptions) == (1, 1)  # it had not started: no blame
     await replica.release(request.id)
     assert await replica.resumable() == [request.id]
+    await dead.close()
+
+
+async def _thread_id(store: Store) -> int:
+    return (await store.open_thread("T111", "C111", "1.0", "backend-engineer")).thread.id
+
+
+async def _died_while(dead: Store, request_id: str, step: str) -> None:
+    """Bring a request `dead` holds to `step`, where its process then dies (its lease never
+    renewed) or, for the two hand-backs, gives it back."""
+    if step in ("gathering", "thinking", "finishing"):
+        await dead.transition(request_id, "gathering", reply_ts="1.1")
+    if step in ("thinking", "finishing"):
+        await dead.record_gathered(request_id, await _thread_id(dead), {})
+    if step == "finishing":
+        request = await dead.get_request(request_id)
+        thread_id = await _thread_id(dead)
+        await dead.record_answer(request, thread_id, ANSWER, day="2026-01-01", tokens=0)
+    if step == "handed back at shutdown":
+        await dead.release(request_id)
+    if step == "handed back failed":
+        await dead.release(request_id, failed=True)
+
+
+@pytest.mark.parametrize(
+    ("step", "attempts", "interruptions"),
+    [
+        ("received", 1, 1),  # waiting for its turn to start
+        ("gathering", 2, 0),  # reading what it refers to: its own work
+        ("thinking", 1, 1),  # waiting for a concurrency slot, or on the model
+        ("finishing", 2, 0),  # turning the model's reply into messages
+        ("handed back at shutdown", 1, 0),
+        ("handed back failed", 2, 0),
+    ],
+)
+async def test_an_attempt_counts_only_when_the_request_was_at_risk(
+    database_url, replica, step, attempts, interruptions
+):
+    dead = await Store.open(database_url, owner="dead", lease_seconds=-1)
+    request = await dead.claim_request(_new())
+    await _died_while(dead, request.id, step)
+    resumed = await replica.acquire(request.id)
+    assert (resumed.attempts, resumed.interruptions) == (attempts, interruptions)
+    await replica.release(request.id)
+    again = await dead.acquire(request.id)
+    assert (again.attempts, again.interruptions) == (attempts, interruptions)  # counted once
+    await dead.close()
+
+
+async def test_a_healthy_request_keeps_its_attempts_while_one_at_risk_uses_them_up(
+    database_url,
+):
+    """Ten crashes in a row: the request waiting on the model is never blamed; the one being
+    read each time is, once per crash."""
+    dead = await Store.open(database_url, owner="dead", lease_seconds=-1)
+    waiting = await dead.claim_request(_new("event:waiting"))
+    culprit = await dead.claim_request(_new("event:culprit"))
+    for _ in range(10):
+        await _died_while(dead, waiting.id, "thinking")
+        await _died_while(dead, culprit.id, "gathering")
+        waiting, culprit = await dead.acquire(waiting.id), await dead.acquire(culprit.id)
+    assert (waiting.attempts, waiting.interruptions) == (1, 10)
+    assert (culprit.attempts, culprit.interruptions) == (11, 0)
     await dead.close()
 
 

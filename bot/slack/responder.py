@@ -64,6 +64,9 @@ _MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
 _CARD_AND_ANSWER_TOKENS = 3_000
 _STARTING_AT_ONCE = 2
 _FINISHING_AT_ONCE = 2
+# Processes dying while a request only waits are others' doing, but a request must not be resumed
+# without end (the crash may come from somewhere not marked at risk): this many per attempt.
+_INTERRUPTIONS_PER_ATTEMPT = 5
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class AnswerLimits:
 
     deadline_seconds: float
     daily_token_budget: int  # 0: no budget
+    max_attempts: int  # tries a resumed request may use up (OI_MAX_ATTEMPTS)
 
 
 class _Refused(Exception):
@@ -140,6 +144,20 @@ class Responder:
             self._metrics.end_to_end_seconds.observe(time.perf_counter() - started)
             log.info("request.done", outcome=outcome, attempts=request.attempts)
 
+    async def resume(self, request: RequestRecord) -> None:
+        """Answer a request taken over from a process that died or handed it back, unless it
+        has used up its tries: `OI_MAX_ATTEMPTS` tries blamed on it (see `Store.acquire` for
+        when one is), or that many times `_INTERRUPTIONS_PER_ATTEMPT` interruptions while it
+        only waited. Then the thread gets a failure message with a "Try again" button."""
+        tries = self._limits.max_attempts
+        if request.attempts > tries:
+            await self.fail(request, f"I couldn't answer this after {tries} attempts.")
+        elif request.interruptions > tries * _INTERRUPTIONS_PER_ATTEMPT:
+            interrupted = request.interruptions
+            await self.fail(request, f"I couldn't answer this: I was interrupted {interrupted} times.")
+        else:
+            await self.answer(request)
+
     async def fail(self, request: RequestRecord, reason: str, *, detail: str = "") -> str:
         """Record the failure first (so "Try again" finds it failed), then say it in the thread."""
         await self._store.transition(request.id, "failed", detail=detail or reason)
@@ -152,10 +170,10 @@ class Responder:
         return "failed"
 
     async def _hand_back(self, request: RequestRecord) -> None:
-        """Free the lease so the resumer tries again (up to OI_MAX_ATTEMPTS); if even that
-        fails, the lease simply expires."""
+        """Free the lease so the resumer tries again, this try counted as failed (up to
+        OI_MAX_ATTEMPTS); if even that fails, the lease simply expires."""
         try:
-            await self._store.release(request.id)
+            await self._store.release(request.id, failed=True)
         except Exception:  # the database itself may be what failed
             log.exception("request.hand_back_failed")
 

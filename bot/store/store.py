@@ -23,11 +23,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     Table,
+    and_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    not_,
     or_,
     select,
     text,
@@ -142,7 +144,8 @@ class RequestRecord(NewRequest):
     error: str | None
     reply_ts: str | None
     continuation_ts: tuple[str, ...]
-    attempts: int
+    attempts: int  # this try's number: crashes blamed on the request, plus one (`Store.acquire`)
+    interruptions: int  # processes that died while it only waited
 
 
 @dataclass(frozen=True)
@@ -376,6 +379,7 @@ class Store:
         return {
             **asdict(record),
             "continuation_ts": "",
+            "at_risk": False,
             "lease_owner": self.owner,
             "lease_expires_at": self._lease_end(now),
             "created_at": now,
@@ -431,6 +435,8 @@ class Store:
                     state="received",
                     error=None,
                     attempts=1,
+                    interruptions=0,
+                    at_risk=False,
                     lease_owner=self.owner,
                     lease_expires_at=self._lease_end(now),
                     created_at=now,
@@ -447,7 +453,19 @@ class Store:
         return await self._database.run(work)
 
     async def acquire(self, request_id: str) -> RequestRecord | None:
-        """Take over an unfinished request whose lease is free or expired; counts an attempt."""
+        """Take over an unfinished request whose lease is free or expired, counting how its last
+        try ended.
+
+        Attempts exist to stop a question that crashes its process, so a try counts only when
+        the request can be blamed: its process died (or it was handed back as failed) while it
+        was `at_risk`, working on its own content: reading what it refers to (`gathering`), or
+        turning the model's reply into messages (`record_answer` until final). A process that
+        died while the request only waited (for its turn, a concurrency slot, or the model) adds
+        an interruption instead, which the responder bounds far higher; one that handed it back
+        at shutdown adds neither. So crashes caused by others never use up a healthy question's
+        attempts, and a question that kills its process every time still runs out of them.
+        """
+        died = Request.lease_owner.is_not(None)  # a handed-back request has no owner
 
         def work(session: Session) -> RequestRecord | None:
             now = _now()
@@ -461,7 +479,10 @@ class Store:
                 .values(
                     lease_owner=self.owner,
                     lease_expires_at=self._lease_end(now),
-                    attempts=Request.attempts + 1,
+                    attempts=Request.attempts + case((Request.at_risk, 1), else_=0),
+                    interruptions=Request.interruptions
+                    + case((and_(died, not_(Request.at_risk)), 1), else_=0),
+                    at_risk=False,
                     updated_at=now,
                 )
             )
@@ -484,13 +505,14 @@ class Store:
 
         return await self._database.run(work)
 
-    async def release(self, request_id: str) -> None:
-        """Hand an unfinished request back at once (shutdown), so another process resumes it."""
+    async def release(self, request_id: str, *, failed: bool = False) -> None:
+        """Hand an unfinished request back at once, so another process resumes it: at shutdown
+        (no fault of its own), or `failed` (its try broke), which `acquire` counts as an attempt."""
         await self._database.run(
             lambda session: session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
+                .values(lease_owner=None, lease_expires_at=None, at_risk=failed)
             )
         )
 
@@ -639,7 +661,8 @@ class Store:
         """Remember the request's answer in its thread (a resumed request's new answer replaces
         its old one) and add `tokens` to the workspace's day (what the call used beyond what
         was reserved for it; less than none gives back the rest), in one statement each so
-        that replicas never race."""
+        that replicas never race. The request is at risk again until it is answered: its reply
+        is being turned into messages."""
         turn = {
             "thread_id": thread_id,
             "request_id": request.id,
@@ -652,6 +675,9 @@ class Store:
         def work(session: Session) -> None:
             session.execute(self._upserts.remember_turn, turn)
             session.execute(self._upserts.add_tokens, usage)
+            session.execute(
+                _SET_REQUEST, {"request_id": request.id, "at_risk": True, "updated_at": _now()}
+            )
 
         await self._database.run(work)
 
@@ -753,7 +779,8 @@ def _transition(
     reply_ts: str | None = None,
 ) -> None:
     now = _now()
-    values: dict[str, Any] = {"state": state, "updated_at": now}
+    # gathering reads what the question refers to: at risk; thinking waits for the model: not
+    values: dict[str, Any] = {"state": state, "at_risk": state == "gathering", "updated_at": now}
     if state == "failed":
         values["error"] = detail
     if state in _FINAL_STATES:
@@ -811,6 +838,7 @@ def _new_record(new: NewRequest) -> RequestRecord:
         reply_ts=None,
         continuation_ts=(),
         attempts=1,
+        interruptions=0,
     )
 
 

@@ -53,6 +53,11 @@ class Request(Base):
     reply_ts: Mapped[str | None] = mapped_column(String(32))
     continuation_ts: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set while the request's own content is being worked on (reading what it refers to, turning
+    # the model's reply into messages): a process dying then is blamed on it (`Store.acquire`).
+    at_risk: Mapped[bool] = mapped_column(Boolean, default=False)
+    # processes that died while it only waited (queued, or on the model): a far larger bound
+    interruptions: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
