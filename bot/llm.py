@@ -1,16 +1,29 @@
 """The LLM vendor module: OpenAI chat completions (or any compatible server) with structured output.
 
-It owns the `AsyncOpenAI` client's life, its timeouts and retries, the one repair attempt for
-output that does not fit the Answer schema, and the translation of the SDK's exceptions into
-`bot.core.errors`. See https://platform.openai.com/docs/guides/structured-outputs.
+It owns the `AsyncOpenAI` client's life, its timeouts and retries, how the model is held to the
+Answer schema (`OI_STRUCTURED_OUTPUT`), the one repair attempt for output that does not fit it, and
+the translation of the SDK's exceptions into `bot.core.errors`.
+
+Servers differ in what they take: OpenAI, recent vLLM, llama.cpp, Ollama and LM Studio take
+`response_format: json_schema` (https://platform.openai.com/docs/guides/structured-outputs); older
+ones refuse it with a 400 (vLLM: "Input should be 'text' or 'json_object'") or a 500 (llama.cpp:
+"response_format type must be one of "text" or "json_object""), some models refuse every
+`response_format` (Azure: "Invalid parameter: 'response_format' of type … is not supported with
+this model"), and some servers ignore it (Ollama before 0.5), so the model writes freely. In `auto`
+the client starts with `json_schema`, falls back to `json_object` and then to the schema in the
+prompt when the server refuses, and remembers what worked. Whatever the mode, the reply is read
+past prose, code fences and trailing words, validated against the Answer model and repaired once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import openai
@@ -21,17 +34,22 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import ValidationError
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, StructuredOutput
 from bot.core.answer import Answer, Reply, Usage
 from bot.core.errors import (
     AnswerError,
+    LLMBadResponseError,
     LLMInvalidOutputError,
     LLMRefusalError,
     LLMRejectedError,
     LLMTimeoutError,
     LLMTruncatedError,
     LLMUnavailableError,
+    LLMUnreachableError,
 )
+
+if TYPE_CHECKING:
+    import httpx2
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +58,39 @@ _MAX_ATTEMPTS = 2  # the first answer and one repair
 # The Answer schema as OpenAI's strict structured outputs take it, derived once: the SDK's
 # `parse` derives it from the model again at every call (2 % of the process's time under load).
 _RESPONSE_FORMAT = type_to_response_format_param(Answer)
+_SCHEMA = cast(dict[str, Any], _RESPONSE_FORMAT)["json_schema"]["schema"]
+_SCHEMA_INSTRUCTION = (
+    "Reply with only one JSON object, with no text before or after it and no code fences, that "
+    "follows this JSON schema, with every field present: "
+    + json.dumps(_SCHEMA, separators=(",", ":"))
+)
+
+# What is sent: `json_schema` (the server holds the model to the schema), `json_object` (any JSON
+# object; the schema is in the prompt) or `prompt` (no response_format; the schema in the prompt).
+Mode = Literal["json_schema", "json_object", "prompt"]
+_FIRST_MODE: dict[StructuredOutput, Mode] = {
+    "auto": "json_schema",
+    "json_schema": "json_schema",
+    "json_object": "json_object",
+    "prompt": "prompt",
+}
+_FALLBACK: dict[Mode, Mode] = {"json_schema": "json_object", "json_object": "prompt"}
+# A refusal of the mode names it; auth and rate-limit answers never mean "not supported".
+_NAMES_STRUCTURED_OUTPUT = re.compile(
+    r"response_format|response format|json_schema|json_object|structured output", re.IGNORECASE
+)
+_NOT_A_REFUSAL_OF_THE_MODE = frozenset({401, 403, 404, 429})
+
+# Reasoning models served locally (Qwen3, DeepSeek-R1) may think aloud before answering.
+_THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)
+# Keys an Answer never has and a JSON schema always does: the model wrote the schema back.
+_SCHEMA_KEYS = frozenset({"$defs", "properties", "json_schema", "schema"})
+# Braces tried as the start of the answer: each try is one linear scan, so the whole stays linear.
+_MAX_OBJECT_STARTS = 32
+_DECODER = json.JSONDecoder()
+
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.DOTALL | re.IGNORECASE)
+_GLIMPSE_CHARS = 80
 
 
 class LLMClient:
@@ -54,9 +105,14 @@ class LLMClient:
         timeout_seconds: float,
         max_retries: int,
         deadline_seconds: float,
+        structured_output: StructuredOutput = "auto",
     ) -> None:
         self.default_model = default_model
         self._deadline_seconds = deadline_seconds
+        self._structured_output = structured_output
+        # In `auto`, the mode each model settled on after a refusal. One client talks to one base
+        # URL and lives as long as the process, so this is "per base URL and model, per process".
+        self._settled: dict[str, Mode] = {}
         # aiohttp underneath: HTTPX's pool scans every waiting request for each one it sends,
         # which took 11 % of the process's time with 1,000 questions at the LLM at once.
         self._client = AsyncOpenAI(
@@ -66,6 +122,7 @@ class LLMClient:
             max_retries=max_retries,
             http_client=DefaultAioHttpClient(),
         )
+        self.base_url = _printable_url(str(self._client.base_url)).rstrip("/")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMClient:
@@ -83,6 +140,7 @@ class LLMClient:
             timeout_seconds=settings.oi_llm_timeout_seconds,
             max_retries=settings.oi_llm_max_retries,
             deadline_seconds=settings.oi_llm_deadline_seconds,
+            structured_output=settings.oi_structured_output,
         )
 
     async def aclose(self) -> None:
@@ -100,7 +158,7 @@ class LLMClient:
         except TimeoutError:
             raise LLMTimeoutError(f"(no answer within {self._deadline_seconds:g}s)") from None
         except openai.OpenAIError as error:
-            raise _translate(error) from None
+            raise _translate(error, self.base_url) from None
         latency = time.perf_counter() - started
         log.info(
             "llm.answered",
@@ -126,7 +184,7 @@ class LLMClient:
             usage += attempt_usage
             if answer is not None:
                 return answer, usage, attempt
-            log.warning("llm.invalid_output", model=model, attempt=attempt)
+            log.warning("llm.invalid_output", model=model, attempt=attempt, problem=problem)
             conversation += _repair_messages(content, problem)
         raise LLMInvalidOutputError(f"({problem})")
 
@@ -134,10 +192,7 @@ class LLMClient:
         self, conversation: list[ChatCompletionMessageParam], model: str
     ) -> tuple[Answer | None, Usage, str, str]:
         """One call: the parsed answer, or None with the raw content and what was wrong with it."""
-        raw = await self._client.chat.completions.with_raw_response.create(
-            model=model, messages=conversation, response_format=_RESPONSE_FORMAT
-        )
-        body: dict[str, Any] = raw.http_response.json()
+        body = await self._complete(conversation, model)
         usage = _usage_of(body.get("usage"))
         choice = _first_choice(body)
         finish_reason = choice.get("finish_reason")
@@ -151,10 +206,145 @@ class LLMClient:
         content = str(message.get("content") or "")
         if not content:
             return None, usage, content, "the reply was empty"
+        answer, problem = _parse_answer(content)
+        return answer, usage, content, problem
+
+    async def _complete(
+        self, conversation: list[ChatCompletionMessageParam], model: str
+    ) -> dict[str, Any]:
+        """One chat completion in the mode that works for `model`; in `auto`, a server's refusal
+        of a mode moves to the next one, and the mode that was accepted is remembered."""
+        mode = self._settled.get(model, _FIRST_MODE[self._structured_output])
+        refused: list[str] = []
+        while True:
+            try:
+                return self._accepted(
+                    await self._post(_body(conversation, model, mode)), model, mode, refused
+                )
+            except openai.APIStatusError as error:
+                if mode not in _FALLBACK or not _refuses_structured_output(error):
+                    raise
+                reason = f"HTTP {error.status_code}: {_status_reason(error)}"
+                if self._structured_output != "auto":
+                    raise LLMRejectedError(
+                        f"({reason}; this server does not take OI_STRUCTURED_OUTPUT={mode}: "
+                        "try auto)"
+                    ) from None
+                refused.append(f"{mode} ({reason})")
+                mode = _FALLBACK[mode]
+
+    def _accepted(
+        self, body: dict[str, Any], model: str, mode: Mode, refused: list[str]
+    ) -> dict[str, Any]:
+        """Remember (and say, once) which mode a server took after refusing the stronger ones."""
+        if refused and self._settled.get(model) != mode:
+            self._settled[model] = mode
+            log.info(
+                "llm.structured_output",
+                base_url=self.base_url,
+                model=model,
+                mode=mode,
+                refused="; ".join(refused),
+            )
+        return body
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        raw = await self._client.chat.completions.with_raw_response.create(**body)
+        return _completion_of(raw.http_response, secret=self._client.api_key)
+
+
+def _body(messages: list[ChatCompletionMessageParam], model: str, mode: Mode) -> dict[str, Any]:
+    if mode == "json_schema":
+        return {"messages": messages, "model": model, "response_format": _RESPONSE_FORMAT}
+    body: dict[str, Any] = {"messages": _with_schema_instruction(messages), "model": model}
+    if mode == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def _with_schema_instruction(
+    messages: list[ChatCompletionMessageParam],
+) -> list[ChatCompletionMessageParam]:
+    """The schema at the end of the system message: the stable prefix stays first (prompt
+    caching), and templates that take one system message at the start still do."""
+    first, rest = messages[0], messages[1:]
+    content = first.get("content")
+    if first["role"] == "system" and isinstance(content, str):
+        return [{"role": "system", "content": f"{content}\n\n{_SCHEMA_INSTRUCTION}"}, *rest]
+    return [{"role": "system", "content": _SCHEMA_INSTRUCTION}, *messages]
+
+
+def _refuses_structured_output(error: openai.APIStatusError) -> bool:
+    """The server said it does not take this `response_format` (400, 422, or llama.cpp's 500)."""
+    if error.status_code in _NOT_A_REFUSAL_OF_THE_MODE:
+        return False
+    return bool(_NAMES_STRUCTURED_OUTPUT.search(f"{error.message} {error.body}"))
+
+
+def _completion_of(response: httpx2.Response, *, secret: str) -> dict[str, Any]:
+    """The chat completion in a 200 answer, or an error naming the URL and what came back."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("choices"), list):
+        return body
+    content_type = response.headers.get("content-type") or "no content type"
+    raise LLMBadResponseError(
+        f"({_printable_url(str(response.url))} answered HTTP {response.status_code} with "
+        f"{content_type}, not a chat completion: {_glimpse(response.text, secret)})"
+    )
+
+
+def _glimpse(text: str, secret: str | None = None) -> str:
+    """The first words of a page, without its markup, on one line, and never our key."""
+    words = " ".join(_MARKUP.sub(" ", text).split())
+    if secret:
+        words = words.replace(secret, "[redacted]")
+    if not words:
+        return "an empty body"
+    return f'"{words[:_GLIMPSE_CHARS]}…"' if len(words) > _GLIMPSE_CHARS else f'"{words}"'
+
+
+def _printable_url(url: str) -> str:
+    """`url` without credentials or query, which may hold secrets."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _parse_answer(content: str) -> tuple[Answer | None, str]:
+    """The Answer in a model's reply, or None and what was wrong with the reply.
+
+    The first JSON object is the answer, wherever it is: after prose or a ```json fence, before
+    trailing words. A copy of the schema is passed over (small models write it back)."""
+    wrote_the_schema = False
+    for candidate in _json_objects(_THINKING.sub("", content)):
+        if _SCHEMA_KEYS & candidate.keys():
+            wrote_the_schema = True
+            continue
         try:
-            return Answer.model_validate_json(content), usage, content, ""
+            return Answer.model_validate(candidate), ""
         except ValidationError as error:
-            return None, usage, content, _describe(error)
+            return None, _describe(error)
+    if wrote_the_schema:
+        return None, "the reply was the JSON schema itself, not an answer that follows it"
+    return None, "the reply held no JSON object"
+
+
+def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """Each JSON object in `text`, in order, decoded from a brace onwards by the json module's
+    scanner (strings and escapes honoured); a brace that starts no object is skipped."""
+    start = text.find("{")
+    for _ in range(_MAX_OBJECT_STARTS):
+        if start == -1:
+            return
+        try:
+            candidate, end = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        yield candidate
+        start = text.find("{", end)
 
 
 def _usage_of(raw_usage: Any) -> Usage:
@@ -191,12 +381,14 @@ def _repair_messages(content: str, problem: str) -> list[ChatCompletionMessagePa
     ]
 
 
-def _translate(error: openai.OpenAIError) -> AnswerError:
+def _translate(error: openai.OpenAIError, base_url: str) -> AnswerError:
     """Map an SDK exception (after the SDK's own bounded retries) to our typed error."""
     if isinstance(error, openai.APITimeoutError) and not _refused(error):
         return LLMTimeoutError("(the request timed out)")
     if isinstance(error, openai.APIConnectionError):
-        return LLMUnavailableError("(could not connect to the LLM endpoint)")
+        if _refused(error):
+            return LLMUnreachableError(f"(could not connect to {base_url})")
+        return LLMUnreachableError(f"(the connection to {base_url} failed)")
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         if status == 429 or status >= 500:
@@ -221,22 +413,27 @@ def _refused(error: BaseException) -> bool:
 
 
 def _status_reason(error: openai.APIStatusError) -> str:
-    """The provider's own message (it names e.g. an unknown model); not used for auth errors."""
+    """The provider's own message (it names e.g. an unknown model); not used for auth errors.
+
+    OpenAI nests it (`{"error": {"message": …}}`, of which the SDK keeps the inside), vLLM puts it
+    at the top, LM Studio's `error` is the message itself, and a proxy's page is text."""
     body = error.body
     if isinstance(body, dict):
-        message = body.get("message") or (body.get("error") or {}).get("message")
+        message = body.get("message") or body.get("error")
+        if isinstance(message, dict):
+            message = message.get("message")
         if message:
             return str(message)[:200]
+    if isinstance(body, str):
+        return _glimpse(body)
     try:
         return json.dumps(body)[:200]
     except (TypeError, ValueError):
         return type(error).__name__
 
 
-def request_body(messages: list[ChatCompletionMessageParam], *, model: str) -> dict[str, Any]:
-    """The JSON body `answer` sends for these messages (the first attempt's)."""
-    return {
-        "messages": messages,
-        "model": model,
-        "response_format": _RESPONSE_FORMAT,
-    }
+def request_body(
+    messages: list[ChatCompletionMessageParam], *, model: str, mode: StructuredOutput = "auto"
+) -> dict[str, Any]:
+    """The JSON body `answer` first sends for these messages in this `OI_STRUCTURED_OUTPUT`."""
+    return _body(messages, model, _FIRST_MODE[mode])

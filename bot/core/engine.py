@@ -6,7 +6,7 @@ It knows nothing of Slack or terminals; every front door calls `Engine.ask` and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -16,6 +16,9 @@ from bot.core.conversation import Turn, trim_history
 from bot.core.persona import Persona
 from bot.core.prompt import build_messages, new_marker_tag
 from bot.llm import LLMClient, request_body
+
+if TYPE_CHECKING:
+    from bot.config import StructuredOutput
 
 
 class Engine:
@@ -60,12 +63,14 @@ def preview_request(
     persona: Persona,
     question: str,
     default_model: str,
+    structured_output: StructuredOutput = "auto",
 ) -> dict[str, Any]:
-    """The request body `ask` would send with no history and no context: a dry run reads nothing.
+    """The request body `ask` would send first with no history and no context: a dry run reads
+    nothing. (In `auto`, a server that refuses `json_schema` is then asked in a weaker mode.)
 
     Without context the marker tag stays out of the prompt, so the preview is the exact request.
     """
     messages: list[ChatCompletionMessageParam] = build_messages(
         persona=persona, question=question, tag=new_marker_tag()
     )
-    return request_body(messages, model=persona.model or default_model)
+    return request_body(messages, model=persona.model or default_model, mode=structured_output)

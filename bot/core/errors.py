@@ -38,3 +38,13 @@ class LLMTruncatedError(AnswerError):
 
 class LLMInvalidOutputError(AnswerError):
     user_message = "The model's answer did not fit the expected structure, even after a retry."
+
+
+class LLMUnreachableError(LLMUnavailableError):
+    user_message = "The language model endpoint could not be reached."
+
+
+class LLMBadResponseError(AnswerError):
+    """A 200 that is no chat completion: a proxy's error page, or a URL that is not the API."""
+
+    user_message = "The language model endpoint did not answer like an OpenAI-compatible API."

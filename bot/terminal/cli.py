@@ -138,7 +138,10 @@ def _ask(
         raise _UsageError(f"the question is empty.\n{USAGE}")
     if args.dry_run:
         body = preview_request(
-            persona=persona, question=question, default_model=settings.openai_model
+            persona=persona,
+            question=question,
+            default_model=settings.openai_model,
+            structured_output=settings.oi_structured_output,
         )
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return EXIT_OK
