@@ -227,3 +227,51 @@ def test_slack_only_commands_are_refused_on_a_terminal():
     assert result.returncode == 2 and "Slack channel" in result.stderr
     bad = run_oi("backend-engineer", "q", "--repo", "not-a-repo")
     assert bad.returncode == 2 and "owner/repo" in bad.stderr
+
+
+def test_an_html_page_from_the_endpoint_is_one_line_naming_it_and_exit_1(fake_openai):
+    fake_openai.script(openai_api.proxy_page())
+    result = run_oi("backend-engineer", "review the retry design", fake=fake_openai)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("oi: ") and "Traceback" not in result.stderr
+    assert f"{fake_openai.base_url}/chat/completions answered HTTP 200 with text/html" in line
+    assert "502 Bad Gateway" in line and "<" not in line
+
+
+def test_a_refused_connection_names_the_url_and_is_not_a_rate_limit():
+    result = run_oi(
+        "backend-engineer",
+        "review the retry design",
+        OPENAI_API_KEY=KEY,
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        OI_LLM_MAX_RETRIES="0",
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "could not connect to http://127.0.0.1:9/v1" in line
+    assert "rate limited" not in line and "Traceback" not in result.stderr
+
+
+def test_a_server_without_json_schema_still_answers_and_says_how_only_with_v():
+    fake = FakeOpenAI(openai_api.VLLM_BEFORE_JSON_SCHEMA)
+    fake.start()
+    try:
+        quiet = run_oi("backend-engineer", "review the retry design", "--json", fake=fake)
+        told = run_oi("backend-engineer", "review the retry design", "--json", "-v", fake=fake)
+    finally:
+        fake.stop()
+    assert quiet.returncode == told.returncode == 0, quiet.stderr + told.stderr
+    assert json.loads(quiet.stdout) == json.loads(told.stdout) == VALID_ANSWER
+    assert quiet.stderr == ""
+    [settled] = [line for line in told.stderr.splitlines() if "llm.structured_output" in line]
+    assert "json_object" in settled
+
+
+def test_dry_run_prints_the_configured_structured_output_mode():
+    result = run_oi("backend-engineer", "q", "--dry-run", OI_STRUCTURED_OUTPUT="prompt")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert "response_format" not in body
+    assert '"$defs"' in body["messages"][0]["content"]
