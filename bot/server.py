@@ -225,7 +225,7 @@ class BotServer:
         print(self._ready_line(), flush=True)
 
     def _ready_line(self) -> str:
-        """What an operator wants to read once: how Slack reaches us, where state is, who answers."""
+        """What an operator reads once: how Slack reaches the bot, where state is, who answers."""
         if self._socket_mode is not None:
             mode = f"Socket Mode (health on port {self.port})"
         else:

@@ -100,7 +100,7 @@ async def test_github_down_still_answers_with_a_missing_context_line(
     await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     [answer] = answer_updates(slack_bot.fake_slack)
     shown = json.dumps(answer.args["blocks"])
-    assert "Could not read" in shown and "acme/payments/pull/42" in shown
+    assert "GitHub pull request acme/payments#42: could not reach GitHub" in shown
     assert "Missing context" in shown
 
 

@@ -16,6 +16,7 @@ from bot.context.references import (
     LONG_SEGMENT,
     LOOK_ALIKE,
     NOT_UTF8,
+    OTHER_GITHUB,
     SLASH,
     TOO_LONG,
     USERINFO,
@@ -468,3 +469,26 @@ def test_a_url_drowned_in_closing_brackets_is_read_in_linear_time():
     found = scan_references(text, github_hosts=HOSTS)
     assert time.perf_counter() - started < 0.5  # was >1 s: each `)` counted the URL again
     assert found.references == [_ours("repo"), _ours("pull", "/pull/1", number=1)]
+
+
+@pytest.mark.parametrize(
+    ("url", "configured"),
+    [
+        ("https://github.com/acme/payments/pull/42", {"ghe.acme.com"}),
+        ("https://github.acme.com/acme/payments", {"github.com"}),
+    ],
+)
+def test_a_repository_on_another_github_is_reported_not_read(url, configured):
+    """Said in `missingContext`, not silently skipped: the asker learns why it was not read."""
+    found = scan_references(f"see {url}", github_hosts=configured)
+    assert found.references == []
+    [refused] = found.refused
+    assert refused.source == "github" and refused.url == url
+    assert refused.reason == OTHER_GITHUB and "GITHUB_API_URL" in refused.reason
+
+
+def test_other_github_pages_that_name_no_repository_are_not_reported():
+    assert scan_references("https://github.com/features", github_hosts={"ghe.acme.com"}) == (
+        [],
+        [],
+    )

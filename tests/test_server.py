@@ -92,7 +92,7 @@ def test_slack_unreachable_at_start_is_one_line_naming_slack_api_url(fake_openai
     result = _run([str(OI_BOT)], env)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()  # no traceback, no "Unclosed client session"
-    assert line.startswith("oi-bot: Slack could not be reached at SLACK_API_URL=http://127.0.0.1:9/")
+    assert line.startswith("oi-bot: Slack could not be reached at SLACK_API_URL=http://127.0.0.1:9")
     assert "Connect call failed" in line
 
 

@@ -183,7 +183,7 @@ class ContextGatherer:
         fetched: dict[str, list[Fetched]] = {}
         for plan, result in zip(new, results, strict=True):
             if isinstance(result, str):
-                missing.append(f"Could not read {_label(plan.reference)}: {result}")
+                missing.append(result)
             elif isinstance(result, PrivateSourceError):
                 missing.append(_not_linked(plan.reference, reach, place))
             else:
@@ -265,7 +265,8 @@ class ContextGatherer:
         return planned, missing
 
     async def _read(self, plan: _Planned) -> list[Fetched] | str | PrivateSourceError:
-        """The redacted items read for one reference, or why they could not be read."""
+        """The redacted items read for one reference, or why they could not be read: a source's
+        own words, which name what it could not read (the same words answer `/oi link`)."""
         reference = plan.reference
         try:
             async with asyncio.timeout(self._timeout_seconds):
@@ -274,7 +275,8 @@ class ContextGatherer:
                 else:
                     items = await self._linear.fetch(reference)
         except TimeoutError:
-            return f"no answer within {self._timeout_seconds:g}s"
+            waited = f"no answer within {self._timeout_seconds:g}s"
+            return f"Could not read {_label(reference)}: {waited}"
         except PrivateSourceError as error:
             return error
         except SourceError as error:

@@ -80,6 +80,7 @@ USERINFO = "it has user information before the host (`name@`)"
 BAD_HOST = "its host or port is not well-formed"
 TOO_LONG = f"it is longer than {_MAX_URL:,} characters"
 LONG_SEGMENT = f"a path segment is longer than {_MAX_SEGMENT} characters"
+OTHER_GITHUB = "it is on another GitHub than the one this oi reads (GITHUB_API_URL)"
 
 
 class Found(NamedTuple):
@@ -192,6 +193,8 @@ def _parse_url(url: str, github_hosts: Collection[str]) -> Reference | RefusedRe
         reason = USERINFO if "@" in parts.netloc else BAD_HOST
         return _refused(url, reason, known) if _mentions(parts.netloc, known) else None
     if host not in known:
+        if _another_github(host, parts.path):
+            return RefusedReference("github", _shown(url), OTHER_GITHUB)
         return None
     source: SourceKind = "linear" if host == LINEAR_HOST else "github"
     if len(url) > _MAX_URL:
@@ -204,6 +207,15 @@ def _parse_url(url: str, github_hosts: Collection[str]) -> Reference | RefusedRe
             return _linear_reference(url, segments)
         return _github_reference(host, raw, segments, parts.fragment)
     return RefusedReference(source, _shown(url), problem)
+
+
+def _another_github(host: str, path: str) -> bool:
+    """A repository's link on a GitHub that is not the one read: github.com while an Enterprise
+    server is configured, or a host named like one (`github.acme.com`) while github.com is.
+    Look-alikes (`github.com.evil.example`, `github.com:8080`) are other sites, not GitHubs."""
+    names_a_repository = len([segment for segment in path.split("/") if segment]) >= 2
+    enterprise_like = host.startswith("github.") and not host.startswith("github.com")
+    return names_a_repository and (host in ("github.com", "www.github.com") or enterprise_like)
 
 
 def _host(parts: SplitResult) -> str:
