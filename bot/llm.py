@@ -218,35 +218,33 @@ class LLMClient:
         refused: list[str] = []
         while True:
             try:
-                return self._accepted(
-                    await self._post(_body(conversation, model, mode)), model, mode, refused
-                )
+                body = await self._post(_body(conversation, model, mode))
             except openai.APIStatusError as error:
-                if mode not in _FALLBACK or not _refuses_structured_output(error):
-                    raise
                 reason = f"HTTP {error.status_code}: {_status_reason(error)}"
-                if self._structured_output != "auto":
-                    raise LLMRejectedError(
-                        f"({reason}; this server does not take OI_STRUCTURED_OUTPUT={mode}: "
-                        "try auto)"
-                    ) from None
                 refused.append(f"{mode} ({reason})")
-                mode = _FALLBACK[mode]
+                mode = self._fallback_after(error, mode, reason)
+                continue
+            if refused and self._settled.get(model) != mode:
+                self._settled[model] = mode
+                log.info(
+                    "llm.structured_output",
+                    base_url=self.base_url,
+                    model=model,
+                    mode=mode,
+                    refused="; ".join(refused),
+                )
+            return body
 
-    def _accepted(
-        self, body: dict[str, Any], model: str, mode: Mode, refused: list[str]
-    ) -> dict[str, Any]:
-        """Remember (and say, once) which mode a server took after refusing the stronger ones."""
-        if refused and self._settled.get(model) != mode:
-            self._settled[model] = mode
-            log.info(
-                "llm.structured_output",
-                base_url=self.base_url,
-                model=model,
-                mode=mode,
-                refused="; ".join(refused),
-            )
-        return body
+    def _fallback_after(self, error: openai.APIStatusError, mode: Mode, reason: str) -> Mode:
+        """The next mode to try after `error`, or `error` raised again: it was about something
+        else, or the operator chose this mode (then the message says how to change it)."""
+        if mode not in _FALLBACK or not _refuses_structured_output(error):
+            raise error
+        if self._structured_output != "auto":
+            raise LLMRejectedError(
+                f"({reason}; this server does not take OI_STRUCTURED_OUTPUT={mode}: try auto)"
+            ) from None
+        return _FALLBACK[mode]
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         raw = await self._client.chat.completions.with_raw_response.create(**body)

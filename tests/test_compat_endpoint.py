@@ -55,6 +55,7 @@ def test_the_server_answers_oi_with_a_valid_answer():
     repaired = any("llm.invalid_output" in line for line in result.stderr.splitlines())
     print(f"\n{MODEL} at {BASE_URL} answered oi.")
     configured = os.environ.get("OI_STRUCTURED_OUTPUT", "auto")
-    print("Structured output:", settled[0] if settled else configured.replace("auto", "json_schema"))
+    mode = settled[0] if settled else configured.replace("auto", "json_schema")
+    print(f"Structured output: {mode}")
     print("It needed the one repair." if repaired else "It fitted the schema at once.")
     print(f"Summary: {answer.summary}")

@@ -376,3 +376,12 @@ async def test_json_that_is_no_chat_completion_is_a_bad_response(fake_openai):
     fake_openai.script(openai_api.Scripted(body={"detail": "Not Found"}))
     with pytest.raises(LLMBadResponseError, match='application/json.*"{"detail": "Not Found"}"'):
         await _ask(_client(fake_openai))
+
+
+async def test_a_page_that_repeats_the_key_does_not_show_it(fake_openai):
+    page = f"<html><body><p>Invalid token {KEY} for this gateway</p></body></html>"
+    fake_openai.script(openai_api.Scripted(page=page, content_type="text/html"))
+    with pytest.raises(LLMBadResponseError) as caught:
+        await _ask(_client(fake_openai))
+    assert KEY not in str(caught.value)
+    assert '"Invalid token [redacted] for this gateway"' in str(caught.value)
