@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from bot.slack.render import render_usage
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER, FakeOpenAI
 
@@ -99,7 +102,7 @@ def test_missing_key_is_one_line_and_exit_2():
 def test_empty_question_prints_usage_and_exit_2(args, fake_openai):
     result = run_oi(*args, fake=fake_openai)
     assert result.returncode == 2
-    assert "Usage:" in result.stderr
+    assert "usage: oi [options]" in result.stderr
     assert fake_openai.requests == []
 
 
@@ -275,3 +278,159 @@ def test_dry_run_prints_the_configured_structured_output_mode():
     body = json.loads(result.stdout)
     assert "response_format" not in body
     assert '"$defs"' in body["messages"][0]["content"]
+
+
+BOX_DRAWING = set("─━│┃┌┐└┘├┤┬┴┼╭╮╯╰┏┓┗┛┡┩╇")
+
+
+def test_a_placeholder_pasted_as_the_key_is_one_line_and_exit_2(fake_openai):
+    """`OPENAI_API_KEY=sk-…` copied from a README: `…` cannot go in an HTTP header."""
+    result = run_oi("backend-engineer", "review", fake=fake_openai, OPENAI_API_KEY="sk-…")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "oi: OPENAI_API_KEY contains non-ASCII characters (…): "
+        "paste the value itself, not a placeholder\n"
+    )
+    assert fake_openai.requests == []
+
+
+def test_the_readme_has_no_key_that_could_be_pasted_as_one():
+    """Its commands and `NAME=value` lines hold `<your key>`-style placeholders, not `sk-…`."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert re.findall(r"=[\w-]*…", readme) == []
+    assert "OPENAI_API_KEY=<your key>" in readme
+
+
+def test_json_into_a_pipe_its_reader_closed_is_no_traceback(fake_openai):
+    """`oi … --json | head -2`: the reader is gone before the answer is written."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    environment = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    with subprocess.Popen(
+        [str(OI), "backend-engineer", "review", "--json"],
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=environment,
+        text=True,
+    ) as process:
+        os.close(writer)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 141
+    assert stderr == ""
+    assert len(fake_openai.requests) == 1
+
+
+def test_without_a_persona_the_default_persona_answers(fake_openai):
+    """As a mention in Slack: the first word is no persona nor a typo of one."""
+    result = run_oi("review the retry design", "--json", fake=fake_openai)
+    assert result.returncode == 0, result.stderr
+    [sent] = fake_openai.requests
+    assert sent["messages"][-1]["content"] == "review the retry design"
+    assert "You are the Backend Engineer persona" in sent["messages"][0]["content"]
+    unknown = run_oi("review", fake=fake_openai, OI_DEFAULT_PERSONA="nobody")
+    assert unknown.returncode == 2
+    assert "OI_DEFAULT_PERSONA is 'nobody', which is not a persona" in unknown.stderr
+
+
+def test_version():
+    result = run_oi("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"oi {version('oi')}\n"
+
+
+def test_help_and_dash_dash_help_agree_and_list_every_flag_and_no_slack_command():
+    helped, dashed = run_oi("help"), run_oi("--help")
+    assert helped.returncode == dashed.returncode == 0
+    assert helped.stdout == dashed.stdout
+    for flag in ("-h, --help", "--version", "--json", "--dry-run", "--repo", "--linear-team"):
+        assert flag in helped.stdout
+    assert "-v, --verbose" in helped.stdout and "oi <persona> -" in helped.stdout
+    assert "oi <question>" in helped.stdout
+    for slack_only in ("oi link", "oi unlink", "oi links", "oi default"):
+        assert slack_only not in helped.stdout
+    slack = render_usage()
+    assert "/oi link github" in slack and "--json" not in slack and "--repo" not in slack
+
+
+def test_piped_output_is_plain_text(fake_openai):
+    result = run_oi("backend-engineer", "review", fake=fake_openai)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["Backend Engineer", "", "Summary"]
+    assert f"  {VALID_ANSWER['summary']}" in lines
+    assert (
+        "  • Add idempotency keys to POST /charges (owner: payments team; "
+        "outcome: Retries become safe to enable.)" in lines
+    )
+    assert not BOX_DRAWING & set(result.stdout)
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_a_terminal_gets_the_rich_rendering(fake_openai):
+    controller, terminal = pty.openpty()
+    environment = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    with subprocess.Popen(
+        [str(OI), "backend-engineer", "review"],
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=environment,
+    ) as process:
+        os.close(terminal)
+        shown = _read_all(controller)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert BOX_DRAWING & set(shown.decode(errors="replace"))
+
+
+def _read_all(controller: int) -> bytes:
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    return shown
+
+
+@pytest.mark.parametrize("how", ["argument", "stdin"])
+def test_the_question_size_limit_applies_on_the_terminal(how, fake_openai):
+    question = "x" * 11
+    args = (question,) if how == "argument" else ("-",)
+    result = run_oi(
+        "backend-engineer", *args, fake=fake_openai, stdin=question, OI_MAX_QUESTION_CHARS="10"
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "oi: the question is 11 characters long; the limit is 10 (OI_MAX_QUESTION_CHARS).\n"
+    )
+    assert fake_openai.requests == []
+
+
+def test_log_lines_only_when_asked_and_unread_github_said_once(fake_openai):
+    """GitHub unreachable: urllib3 logs `Retrying`, we log `github.unreadable`; neither shows
+    without -v or LOG_LEVEL. A link to another GitHub than GITHUB_API_URL's is said, not read."""
+    question = "compare http://127.0.0.1:9/acme/payments with https://github.com/acme/ledger"
+    quiet = run_oi("backend-engineer", question, "--json", fake=fake_openai, GITHUB_TOKEN="ghp_x")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    missing = json.loads(quiet.stdout)["missingContext"]
+    assert "GitHub repository acme/payments: could not reach GitHub" in missing
+    assert (
+        "Did not read https://github.com/acme/ledger: it is on another GitHub than the one "
+        "this oi reads (GITHUB_API_URL)" in missing
+    )
+    asked: list[tuple[tuple[str, ...], dict[str, str]]] = [
+        (("-v",), {}),
+        ((), {"LOG_LEVEL": "INFO"}),
+    ]
+    for flags, env in asked:
+        loud = run_oi(
+            "backend-engineer", question, *flags, fake=fake_openai, GITHUB_TOKEN="ghp_x", **env
+        )
+        assert "Retrying" in loud.stderr and "github.unreadable" in loud.stderr

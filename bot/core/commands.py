@@ -7,12 +7,17 @@ from dataclasses import dataclass
 
 from bot.core.persona import PersonaRegistry, SourceKind, UnknownPersonaError
 
-USAGE = """\
-Usage:
+# What both front doors understand; each adds its own: the terminal its flags, Slack its channel
+# commands (`SLACK_USAGE`), so neither lists what the other alone takes.
+COMMON_USAGE = """\
   oi <persona> <question>   ask a persona: oi backend-engineer review the retry design in <PR link>
   oi personas               list the personas
-  oi help                   show this help
-In Slack also:
+  oi help                   show this help"""
+
+SLACK_USAGE = f"""\
+Usage:
+{COMMON_USAGE}
+In a channel also:
   oi link github <owner/repo>    read this repository for this channel's questions
   oi link linear <TEAM>          read this Linear team's issues for this channel's questions
   oi links                       list this channel's links

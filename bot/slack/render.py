@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.core.answer import Answer, Citation, NextAction, Reply
-from bot.core.commands import USAGE
+from bot.core.commands import SLACK_USAGE
 from bot.core.persona import Persona, UnknownPersonaError
 from bot.slack.directory import Conversation
 from bot.store import LinkRecord
@@ -240,7 +240,7 @@ def render_failure(*, reason: str, request_id: str | None) -> SlackMessage:
 
 def render_usage(problem: str | None = None) -> str:
     """The command grammar as Slack users type it, after the reason a command was not understood."""
-    usage = re.sub(r"\boi ", "/oi ", USAGE)
+    usage = re.sub(r"\boi ", "/oi ", SLACK_USAGE)
     lead = f"{escape(problem)}\n" if problem else ""
     return f"{lead}```{escape(usage)}```"
 

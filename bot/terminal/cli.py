@@ -1,6 +1,7 @@
 """The `oi` terminal command: the same grammar and engine as Slack, rendered for a terminal.
 
-Exit codes: 0 answered (or listed, or helped), 1 the answer failed, 2 bad usage or configuration.
+Exit codes: 0 answered (or listed, or helped), 1 the answer failed, 2 bad usage or configuration,
+130 interrupted, 141 its reader left (`oi … | head`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+from importlib.metadata import version
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -18,9 +21,9 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.context.gather import ContextGatherer, Links, Reach
 from bot.core.answer import Reply
 from bot.core.commands import (
+    COMMON_USAGE,
     LINEAR_TEAM,
     REPOSITORY,
-    USAGE,
     Ask,
     ListPersonas,
     ShowHelp,
@@ -30,10 +33,17 @@ from bot.core.engine import Engine, preview_request
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaError, UnknownPersonaError, load_personas
 from bot.llm import LLMClient
-from bot.log import configure_logging, request_context
-from bot.terminal.render import render_personas, render_reply
+from bot.log import OFF, configure_logging, request_context
+from bot.terminal.render import plain_reply, render_personas, render_reply
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 0, 1, 2, 130, 141
+# The terminal's commands: the shared ones, and what only a terminal takes. Slack's channel
+# commands (`link`, `default`, …) are not listed: they are refused here.
+COMMANDS = f"""\
+commands:
+{COMMON_USAGE}
+  oi <question>             ask OI_DEFAULT_PERSONA, as a mention in Slack does
+  oi <persona> -            read the question from standard input"""
 
 
 class _UsageError(Exception):
@@ -41,10 +51,13 @@ class _UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_intermixed_args(argv)
+    parser = _parser()
+    args = parser.parse_intermixed_args(argv)
     stdout, stderr = Console(), Console(stderr=True)
     try:
-        return _run(args, stdout=stdout, stderr=stderr)
+        code = _run(args, parser, stdout=stdout, stderr=stderr)
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
+        return code
     except (_UsageError, ConfigError, PersonaError, UnknownPersonaError) as error:
         print(f"oi: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -52,16 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"oi: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # What Python's documentation advises: what is still buffered goes nowhere at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oi",
-        description="Ask an expert persona. " + USAGE,
+        usage="%(prog)s [options] [<persona>] <question>\n       %(prog)s personas | help",
+        description="Ask an expert persona; GitHub and Linear links in the question are read.\n\n"
+        + COMMANDS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("words", nargs="*", help="<persona> <question>, 'personas' or 'help'")
+    parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('oi')}")
     parser.add_argument("--json", action="store_true", help="print the Answer JSON only")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the request that would be sent; call nothing"
@@ -82,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TEAM",
         help="a Linear team whose issues to read before answering (repeatable)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG on stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG on stderr (else: LOG_LEVEL)"
+    )
     return parser
 
 
@@ -98,21 +120,26 @@ def _team(value: str) -> str:
     return value.upper()
 
 
-def _run(args: argparse.Namespace, *, stdout: Console, stderr: Console) -> int:
+def _run(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, stdout: Console, stderr: Console
+) -> int:
+    usage = parser.format_usage().rstrip()
     if not args.words:
-        raise _UsageError("a persona and a question are needed.\n" + USAGE)
+        raise _UsageError(f"a question is needed.\n{usage}")
     settings = load_settings()
-    configure_logging(
-        level=settings.log_level or ("DEBUG" if args.verbose else "WARNING"),
+    configure_logging(  # the terminal's output is the answer: log lines only when asked for
+        level="DEBUG" if args.verbose else settings.log_level or OFF,
         log_format=settings.log_format,
         secrets=settings.secret_values(),
     )
     personas = load_personas(settings.extra_persona_dirs)
-    command = parse_command(" ".join(args.words), personas)
+    command = parse_command(
+        " ".join(args.words), personas, default_persona=settings.oi_default_persona
+    )
     if isinstance(command, ShowHelp):
         if command.problem:
-            raise _UsageError(f"{command.problem}\n{USAGE}")
-        stdout.print(USAGE, markup=False, highlight=False)
+            raise _UsageError(f"{command.problem}\n{usage}")
+        parser.print_help()  # the very text of `oi --help`
         return EXIT_OK
     if isinstance(command, ListPersonas):
         render_personas(stdout, personas.all())
@@ -121,6 +148,10 @@ def _run(args: argparse.Namespace, *, stdout: Console, stderr: Console) -> int:
         raise _UsageError(
             "that command works in a Slack channel; on a terminal, name a persona and use "
             "--repo and --linear-team for what it should read."
+        )
+    if command.persona not in personas:  # only OI_DEFAULT_PERSONA can name no persona here
+        raise _UsageError(
+            f"OI_DEFAULT_PERSONA is '{command.persona}', which is not a persona: see `oi personas`"
         )
     return _ask(command, personas.get(command.persona), settings, args, stdout, stderr)
 
@@ -135,7 +166,12 @@ def _ask(
 ) -> int:
     question = sys.stdin.read().strip() if command.question == "-" else command.question
     if not question:
-        raise _UsageError(f"the question is empty.\n{USAGE}")
+        raise _UsageError("the question is empty.")
+    if len(question) > settings.oi_max_question_chars:
+        raise _UsageError(
+            f"the question is {len(question):,} characters long; the limit is "
+            f"{settings.oi_max_question_chars:,} (OI_MAX_QUESTION_CHARS)."
+        )
     if args.dry_run:
         body = preview_request(
             persona=persona,
@@ -150,8 +186,10 @@ def _ask(
     reply = asyncio.run(_answer(settings, llm, persona, question, links, stderr))
     if args.json:
         print(reply.answer.model_dump_json(indent=2))
-    else:
+    elif stdout.is_terminal:
         render_reply(stdout, persona=persona, reply=reply)
+    else:
+        print(plain_reply(persona=persona, reply=reply))
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""A Reply rendered for a terminal with rich: headed sections, bullets, next actions as a table.
+"""A Reply rendered for a terminal with rich: headed sections, bullets, next actions as a table;
+for a pipe or a file, the same sections as plain lines (`plain_reply`).
 
 Model and source text is wrapped in `Text` objects, so markup-like strings (`[link=…]`) print
 literally, and its control characters are shown as symbols (`_text`), so none reaches the terminal:
@@ -45,6 +46,34 @@ def render_reply(console: Console, *, persona: Persona, reply: Reply) -> None:
     console.print(_text(_footer(reply), style="dim"))
 
 
+def plain_reply(*, persona: Persona, reply: Reply) -> str:
+    """The reply for a pipe or a file: the same sections as plain lines, without box drawing,
+    styles or padding to a width; control characters shown as symbols, as on a terminal."""
+    answer = reply.answer
+    actions = [
+        f"{action.title} (owner: {action.owner}; outcome: {action.outcome})"
+        for action in answer.next_actions
+    ]
+    sections = [
+        ("Summary", [answer.summary], ""),
+        ("Recommendation", [answer.recommendation], ""),
+        ("Rationale", answer.rationale, "• "),
+        ("Risks", answer.risks, "• "),
+        ("Next actions", actions, "• "),
+        ("Missing context", answer.missing_context, "• "),
+    ]
+    if reply.citations:
+        sources = [f"{citation.title}: {citation.url}" for citation in reply.citations]
+        sections.append(("Sources", sources, "• "))
+    lines = [persona.title, ""]
+    for title, items, bullet in sections:
+        lines.append(title)
+        lines += [f"  {bullet}{_plain(item)}" for item in items] or ["  (none)"]
+        lines.append("")
+    lines.append(_footer(reply))
+    return "\n".join(lines)
+
+
 def render_personas(console: Console, personas: list[Persona]) -> None:
     for persona in personas:
         line = Text()
@@ -79,6 +108,12 @@ def _next_actions_table(reply: Reply) -> RenderableType:
 def _text(text: str, style: str = "") -> Text:
     """Untrusted text as rich shows it literally, its control characters as visible symbols."""
     return Text(_CONTROL.sub(_control_picture, text), style=style)
+
+
+def _plain(text: str) -> str:
+    """Untrusted text for a plain line: control characters as symbols, and lines after the
+    first indented, so an item's continuation stays under it."""
+    return _CONTROL.sub(_control_picture, text).replace("\n", "\n    ")
 
 
 def _control_picture(control: re.Match[str]) -> str:
