@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bot.config import ConfigError, Settings, load_settings
@@ -96,3 +99,25 @@ def test_an_unknown_log_level_names_the_levels(monkeypatch):
         load_settings()
     monkeypatch.setenv("LOG_LEVEL", "debug")
     assert load_settings().log_level == "DEBUG"
+
+
+ENV_EXAMPLE = Path(__file__).parents[1] / ".env.example"
+
+
+def test_env_example_lists_exactly_the_variables_read():
+    listed = re.findall(r"^# ([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {name.upper() for name in Settings.model_fields}
+
+
+def test_env_example_copied_as_is_is_a_valid_configuration(tmp_path, monkeypatch):
+    """Every line commented: a copy changes nothing until a value is set, and each value shown,
+    uncommented, is valid (placeholders aside: they are the values to replace)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    assert load_settings() == Settings()
+    uncommented = re.sub(r"^# ([A-Z][A-Z0-9_]*=)", r"\1", ENV_EXAMPLE.read_text(), flags=re.M)
+    (tmp_path / ".env").write_text(uncommented)
+    settings = load_settings()
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "<your key>"
