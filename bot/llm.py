@@ -129,8 +129,8 @@ class LLMClient:
         """A key is required for OpenAI itself; a self-hosted `OPENAI_BASE_URL` may not need one."""
         if settings.openai_api_key is None and not settings.openai_base_url:
             raise ConfigError(
-                "OPENAI_API_KEY is not set: export OPENAI_API_KEY=sk-… (or point OPENAI_BASE_URL "
-                "at an OpenAI-compatible server)"
+                "OPENAI_API_KEY is not set: export OPENAI_API_KEY=<your key> (or point "
+                "OPENAI_BASE_URL at an OpenAI-compatible server)"
             )
         key = settings.openai_api_key
         return cls(
