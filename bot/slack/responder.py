@@ -153,8 +153,8 @@ class Responder:
         if request.attempts > tries:
             await self.fail(request, f"I couldn't answer this after {tries} attempts.")
         elif request.interruptions > tries * _INTERRUPTIONS_PER_ATTEMPT:
-            interrupted = request.interruptions
-            await self.fail(request, f"I couldn't answer this: I was interrupted {interrupted} times.")
+            reason = f"I couldn't answer this: I was interrupted {request.interruptions} times."
+            await self.fail(request, reason)
         else:
             await self.answer(request)
 

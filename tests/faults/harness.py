@@ -177,9 +177,10 @@ def question_ts(number: int) -> str:
     return f"{1_700_000_100 + number}.000100"
 
 
-def mention(ts: str) -> str:
-    """The event body of `@oi <question>` from USER in CHANNEL at `ts`: answered in its thread."""
-    event = mention_event("<@UBOT> review the retry design", ts=ts, channel=CHANNEL)
+def mention(ts: str, text: str = "<@UBOT> review the retry design") -> str:
+    """The event body of `text` (`@oi <question>`) from USER in CHANNEL at `ts`: answered in its
+    thread."""
+    event = mention_event(text, ts=ts, channel=CHANNEL)
     return event_body(event, event_id=f"Ev{ts}")
 
 
@@ -212,18 +213,28 @@ def ephemerals(fake_slack: FakeSlack) -> list[SlackCall]:
 
 def assert_answered_once(fake_slack: FakeSlack, thread_ts: str) -> None:
     """One placeholder posted in the thread and replaced by one answer; nothing else there."""
+    placeholder_ts = assert_one_answer_shown(fake_slack, thread_ts)
+    shown = [call for call in answers(fake_slack) if call.args.get("ts") == placeholder_ts]
+    assert len(shown) == 1, f"{len(shown)} answers in thread {thread_ts}"
+
+
+def assert_one_answer_shown(fake_slack: FakeSlack, thread_ts: str) -> str:
+    """What the asker sees: one message in the thread, posted once, now the answer; its ts.
+
+    A process killed after Slack took its answer but before the store recorded it is resumed
+    and updates that same message again, with the same answer: still one answer shown.
+    """
     posted = [
         call
         for call in fake_slack.calls_to("chat.postMessage")
         if _accepted(call) and call.args.get("thread_ts") == thread_ts
     ]
     assert len(posted) == 1, f"{len(posted)} messages posted in thread {thread_ts}"
-    placeholder_ts = posted[0].response["ts"]
-    shown = [call for call in answers(fake_slack) if call.args.get("ts") == placeholder_ts]
-    assert len(shown) == 1, f"{len(shown)} answers in thread {thread_ts}"
+    placeholder_ts = str(posted[0].response["ts"])
     thread = fake_slack.messages(CHANNEL, thread_ts)
     assert [message["ts"] for message in thread] == [placeholder_ts]
     assert thread[0]["blocks"][0]["type"] == "header"
+    return placeholder_ts
 
 
 def _shown(fake_slack: FakeSlack) -> list[SlackCall]:

@@ -19,10 +19,10 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("requests") as batch:
-        batch.add_column(sa.Column("at_risk", sa.Boolean, nullable=False, server_default=sa.false()))
         batch.add_column(
-            sa.Column("interruptions", sa.Integer, nullable=False, server_default="0")
+            sa.Column("at_risk", sa.Boolean, nullable=False, server_default=sa.false())
         )
+        batch.add_column(sa.Column("interruptions", sa.Integer, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
