@@ -204,9 +204,9 @@ class BotServer:
         opened.push_async_callback(self._drain)  # while the servers still answer 503
         self._socket_mode: AsyncSocketModeHandler | None = None
         if settings.slack_app_token is not None:
-            self._socket_mode = AsyncSocketModeHandler(
-                self._slack, app_token=settings.slack_app_token.get_secret_value()
-            )
+            app_token = settings.slack_app_token.get_secret_value()
+            await self._check_app_token(app_token)
+            self._socket_mode = AsyncSocketModeHandler(self._slack, app_token=app_token)
             opened.push_async_callback(self._socket_mode.close_async)
             await self._socket_mode.connect_async()
         # What start-up built lives as long as the process: out of the collector's sight, its
@@ -308,6 +308,16 @@ class BotServer:
                 f"({_first_line(error)})"
             ) from None
         return str(identity["user_id"]), identity.get("team_id")
+
+    async def _check_app_token(self, app_token: str) -> None:
+        """A refused app-level token is one line at start: Socket Mode's client would retry it
+        for ever. The connection URL this asks for goes unused; it expires by itself."""
+        try:
+            await self.client.apps_connections_open(app_token=app_token)
+        except SlackApiError as error:
+            raise ConfigError(
+                f"SLACK_APP_TOKEN was refused by Slack ({error.response.get('error')})"
+            ) from None
 
     def _public_app(self) -> web.Application:
         """PORT: Slack's requests and liveness; readiness and metrics unless they have their own."""

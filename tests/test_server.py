@@ -69,14 +69,16 @@ def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_a_refused_bot_token_is_a_clear_error(fake_slack, fake_openai, tmp_path):
-    """One line, and nothing left open: no "Unclosed client session" after it."""
-    env = _environment(fake_slack, fake_openai, tmp_path, SLACK_BOT_TOKEN="xoxb-wrong")
+@pytest.mark.parametrize(
+    ("name", "wrong"), [("SLACK_BOT_TOKEN", "xoxb-wrong"), ("SLACK_APP_TOKEN", "xapp-wrong")]
+)
+def test_a_refused_token_is_a_clear_error(name, wrong, fake_slack, fake_openai, tmp_path):
+    """One line, and nothing left open: no "Unclosed client session" after it. (A refused
+    app-level token would otherwise have Socket Mode retry it for ever.)"""
+    env = _environment(fake_slack, fake_openai, tmp_path, **{name: wrong})
     result = _run([str(OI_BOT)], env)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        "oi-bot: SLACK_BOT_TOKEN was refused by Slack (invalid_auth)"
-    ]
+    assert result.stderr.splitlines() == [f"oi-bot: {name} was refused by Slack (invalid_auth)"]
 
 
 def test_slack_unreachable_at_start_is_one_line_naming_slack_api_url(fake_openai, tmp_path):
