@@ -169,16 +169,7 @@ def test_progress_is_shown_on_a_terminal_stderr(fake_openai):
     ) as process:
         os.close(terminal)
         stdout, _ = process.communicate(timeout=60)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
+    shown = _read_all(controller)
     assert process.returncode == 0
     assert json.loads(stdout) == VALID_ANSWER
     assert "Backend Engineer is thinking" in shown.decode(errors="replace")
