@@ -31,11 +31,13 @@ import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai.lib._parsing import type_to_response_format_param
 from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletionMessageParam
 from pydantic import ValidationError
 
 from bot.config import ConfigError, Settings, StructuredOutput
 from bot.core.answer import Answer, Reply, Usage
+from bot.core.conversation import Message
+from bot.core.persona import Persona
+from bot.core.prompt import build_messages, new_marker_tag
 from bot.core.errors import (
     AnswerError,
     LLMBadResponseError,
@@ -147,7 +149,7 @@ class LLMClient:
         await self._client.close()
 
     async def answer(
-        self, messages: list[ChatCompletionMessageParam], *, model: str | None = None
+        self, messages: list[Message], *, model: str | None = None
     ) -> Reply:
         """One structured answer, or a typed `AnswerError` saying honestly why not."""
         model = model or self.default_model
@@ -173,7 +175,7 @@ class LLMClient:
         )
 
     async def _answer_with_repair(
-        self, messages: list[ChatCompletionMessageParam], model: str
+        self, messages: list[Message], model: str
     ) -> tuple[Answer, Usage, int]:
         """Ask; if the output does not fit the schema, show the model why and ask once more."""
         usage = Usage()
@@ -189,7 +191,7 @@ class LLMClient:
         raise LLMInvalidOutputError(f"({problem})")
 
     async def _attempt(
-        self, conversation: list[ChatCompletionMessageParam], model: str
+        self, conversation: list[Message], model: str
     ) -> tuple[Answer | None, Usage, str, str]:
         """One call: the parsed answer, or None with the raw content and what was wrong with it."""
         body = await self._complete(conversation, model)
@@ -210,7 +212,7 @@ class LLMClient:
         return answer, usage, content, problem
 
     async def _complete(
-        self, conversation: list[ChatCompletionMessageParam], model: str
+        self, conversation: list[Message], model: str
     ) -> dict[str, Any]:
         """One chat completion in the mode that works for `model`; in `auto`, a server's refusal
         of a mode moves to the next one, and the mode that was accepted is remembered."""
@@ -251,7 +253,7 @@ class LLMClient:
         return _completion_of(raw.http_response, secret=self._client.api_key)
 
 
-def _body(messages: list[ChatCompletionMessageParam], model: str, mode: Mode) -> dict[str, Any]:
+def _body(messages: list[Message], model: str, mode: Mode) -> dict[str, Any]:
     if mode == "json_schema":
         return {"messages": messages, "model": model, "response_format": _RESPONSE_FORMAT}
     body: dict[str, Any] = {"messages": _with_schema_instruction(messages), "model": model}
@@ -261,8 +263,8 @@ def _body(messages: list[ChatCompletionMessageParam], model: str, mode: Mode) ->
 
 
 def _with_schema_instruction(
-    messages: list[ChatCompletionMessageParam],
-) -> list[ChatCompletionMessageParam]:
+    messages: list[Message],
+) -> list[Message]:
     """The schema at the end of the system message: the stable prefix stays first (prompt
     caching), and templates that take one system message at the start still do."""
     first, rest = messages[0], messages[1:]
@@ -365,7 +367,7 @@ def _describe(error: ValidationError) -> str:
     )
 
 
-def _repair_messages(content: str, problem: str) -> list[ChatCompletionMessageParam]:
+def _repair_messages(content: str, problem: str) -> list[Message]:
     return [
         {"role": "assistant", "content": content},
         {
@@ -431,7 +433,22 @@ def _status_reason(error: openai.APIStatusError) -> str:
 
 
 def request_body(
-    messages: list[ChatCompletionMessageParam], *, model: str, mode: StructuredOutput = "auto"
+    messages: list[Message], *, model: str, mode: StructuredOutput = "auto"
 ) -> dict[str, Any]:
     """The JSON body `answer` first sends for these messages in this `OI_STRUCTURED_OUTPUT`."""
     return _body(messages, model, _FIRST_MODE[mode])
+
+
+def preview_request(
+    *,
+    persona: Persona,
+    question: str,
+    default_model: str,
+    structured_output: StructuredOutput = "auto",
+) -> dict[str, Any]:
+    """The request body the engine's `ask` would send first with no history and no context: a
+    dry run reads nothing. (In `auto`, a server that refuses `json_schema` is then asked in a
+    weaker mode.) Without context the marker tag stays out of the prompt, so the preview is the
+    exact request."""
+    messages = build_messages(persona=persona, question=question, tag=new_marker_tag())
+    return request_body(messages, model=persona.model or default_model, mode=structured_output)

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from bot.config import ConfigError, Settings
 from bot.core.answer import Answer, Reply
-from bot.core.engine import Engine, preview_request
+from bot.core.engine import Engine
 from bot.core.errors import (
     LLMBadResponseError,
     LLMInvalidOutputError,
@@ -22,7 +22,7 @@ from bot.core.errors import (
     LLMUnreachableError,
 )
 from bot.core.persona import load_personas
-from bot.llm import LLMClient
+from bot.llm import LLMClient, preview_request
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER, FakeOpenAI, ServerFamily
 

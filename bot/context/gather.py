@@ -33,7 +33,7 @@ from bot.context.models import (
 from bot.context.redaction import redact
 from bot.context.references import repository_problem, scan_references
 from bot.core.answer import Citation
-from bot.core.conversation import ContextItem
+from bot.core.conversation import Grounding
 from bot.core.persona import Persona, SourceKind
 
 log = structlog.get_logger(__name__)
@@ -88,12 +88,10 @@ class _Planned:
 
 
 @dataclass(frozen=True)
-class Gathered:
-    """Context for one question: budgeted items, their citations, and what could not be read."""
+class Gathered(Grounding):
+    """Context for one question, as the engine takes it (budgeted items, their citations, what
+    could not be read), and what was newly read, for the thread's memory."""
 
-    items: list[ContextItem] = field(default_factory=list)
-    citations: list[Citation] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
     fetched: dict[str, list[Fetched]] = field(default_factory=dict)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.core.answer import Answer
+from bot.core.answer import Answer, Citation
 
 
 class Turn(BaseModel):
@@ -55,3 +57,20 @@ class ContextItem(BaseModel):
     source: str
     title: str
     text: str
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """The context a question is answered with: items for the prompt, their citations, and
+    what could not be read (said to the user as `missingContext` lines)."""
+
+    items: list[ContextItem] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+class Message(TypedDict):
+    """One chat message as every OpenAI-compatible API takes it."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str

@@ -1,30 +1,32 @@
 """The core: given a persona, a question, the conversation so far and context, produce a Reply.
 
 It knows nothing of Slack or terminals; every front door calls `Engine.ask` and renders the Reply.
+It imports no vendor SDK either: the model is a `LanguageModel`, the context a `Grounding`, both
+its own types; the front doors compose it with `bot.llm` and `bot.context`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from openai.types.chat import ChatCompletionMessageParam
-
-from bot.context.gather import Gathered
 from bot.core.answer import Reply
-from bot.core.conversation import Turn, trim_history
+from bot.core.conversation import Grounding, Message, Turn, trim_history
 from bot.core.persona import Persona
 from bot.core.prompt import build_messages, new_marker_tag
-from bot.llm import LLMClient, request_body
 
-if TYPE_CHECKING:
-    from bot.config import StructuredOutput
+
+class LanguageModel(Protocol):
+    """What the engine needs of a model: one structured answer for these messages
+    (`bot.llm.LLMClient` is the OpenAI-compatible one), or an `AnswerError` saying why not."""
+
+    async def answer(self, messages: list[Message], *, model: str | None = None) -> Reply: ...
 
 
 class Engine:
-    """Answers questions as a persona through one LLM client."""
+    """Answers questions as a persona through one language model."""
 
-    def __init__(self, *, llm: LLMClient, history_token_budget: int) -> None:
+    def __init__(self, *, llm: LanguageModel, history_token_budget: int) -> None:
         self._llm = llm
         self._history_token_budget = history_token_budget
 
@@ -34,7 +36,7 @@ class Engine:
         persona: Persona,
         question: str,
         history: Sequence[Turn] = (),
-        gathered: Gathered | None = None,
+        gathered: Grounding | None = None,
     ) -> Reply:
         """Raises a `bot.core.errors.AnswerError` when no answer can be had.
 
@@ -42,7 +44,7 @@ class Engine:
         markers of another. The bot adds what the model cannot know: the sources it read, and
         what it could not read as `missingContext` lines.
         """
-        gathered = gathered or Gathered()
+        gathered = gathered or Grounding()
         kept = trim_history(history, max_tokens=self._history_token_budget)
         messages = build_messages(
             persona=persona,
@@ -57,20 +59,3 @@ class Engine:
         answer = answer.model_copy(update={"missing_context": [*answer.missing_context, *unread]})
         return reply.model_copy(update={"answer": answer, "citations": gathered.citations})
 
-
-def preview_request(
-    *,
-    persona: Persona,
-    question: str,
-    default_model: str,
-    structured_output: StructuredOutput = "auto",
-) -> dict[str, Any]:
-    """The request body `ask` would send first with no history and no context: a dry run reads
-    nothing. (In `auto`, a server that refuses `json_schema` is then asked in a weaker mode.)
-
-    Without context the marker tag stays out of the prompt, so the preview is the exact request.
-    """
-    messages: list[ChatCompletionMessageParam] = build_messages(
-        persona=persona, question=question, tag=new_marker_tag()
-    )
-    return request_body(messages, model=persona.model or default_model, mode=structured_output)

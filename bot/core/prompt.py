@@ -13,9 +13,7 @@ import re
 import secrets
 from collections.abc import Sequence
 
-from openai.types.chat import ChatCompletionMessageParam
-
-from bot.core.conversation import ContextItem, Turn
+from bot.core.conversation import ContextItem, Message, Turn
 from bot.core.persona import Persona
 
 MARKER_REMOVED = "[marker removed]"
@@ -63,7 +61,7 @@ def build_messages(
     tag: str,
     history: Sequence[Turn] = (),
     context: Sequence[ContextItem] = (),
-) -> list[ChatCompletionMessageParam]:
+) -> list[Message]:
     """System message from the card, then the conversation so far, context, and the question.
 
     `tag` is this request's marker tag (`new_marker_tag()`); it enters the prompt only with
@@ -71,7 +69,7 @@ def build_messages(
     question, earlier turns, context) has its marker look-alikes neutralised: earlier context is
     not replayed from history but sent again, under this request's tag, in the context message.
     """
-    messages: list[ChatCompletionMessageParam] = [
+    messages: list[Message] = [
         {"role": "system", "content": system_prompt(persona, tag=tag if context else None)}
     ]
     for turn in history:

@@ -29,10 +29,10 @@ from bot.core.commands import (
     ShowHelp,
     parse_command,
 )
-from bot.core.engine import Engine, preview_request
+from bot.core.engine import Engine
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaError, UnknownPersonaError, load_personas
-from bot.llm import LLMClient
+from bot.llm import LLMClient, preview_request
 from bot.log import OFF, configure_logging, request_context
 from bot.terminal.render import plain_reply, render_personas, render_reply
 
