@@ -44,6 +44,7 @@ from bot.slack.client import create_web_client
 from bot.slack.directory import SlackDirectory
 from bot.slack.responder import AnswerLimits, Responder
 from bot.slack.services import SlackServices
+from bot.slack.thread import ThreadMessages
 from bot.store import Store
 
 log = structlog.get_logger(__name__)
@@ -149,8 +150,9 @@ class BotServer:
         opened.push_async_callback(llm.aclose)
         gatherer = ContextGatherer.from_settings(settings)
         opened.push_async_callback(gatherer.aclose)
+        messages = ThreadMessages(client=self.client, store=self.store)
         self._responder = Responder(
-            client=self.client,
+            messages=messages,
             store=self.store,
             engine=Engine(llm=llm, history_token_budget=settings.oi_history_token_budget),
             gatherer=gatherer,
@@ -172,6 +174,7 @@ class BotServer:
             gatherer=gatherer,
             personas=self.personas,
             responder=self._responder,
+            messages=messages,
             tasks=self.tasks,
             metrics=self.metrics,
             bot_user_id=bot_user_id,

@@ -4,26 +4,22 @@ The life of a request (DESIGN.md): received → gathering → thinking → answe
 transition stored. A placeholder message shows progress and is replaced by the answer (or by an
 honest failure message with a "Try again" button), so the thread never stays silent.
 
-Nothing is lost and nothing is posted twice: the request's lease is renewed while it runs (and
-handed back if the process stops), and every message posted is recorded, so a resumed request
-updates what is there instead of posting it again.
+Nothing is lost and nothing is posted twice: the request's lease is held while it runs
+(`bot.slack.lease`, handed back if the process stops), and every message posted is recorded
+(`bot.slack.thread`), so a resumed request updates what is there instead of posting it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal
 
 import structlog
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.context.gather import ContextGatherer, Gathered, Links, Reach
 from bot.core.answer import Reply
@@ -36,13 +32,9 @@ from bot.log import request_context
 from bot.metrics import Metrics
 from bot.slack.access import OUTSIDERS_DENIED, AccessPolicy, place
 from bot.slack.directory import SlackDirectory
-from bot.slack.render import (
-    SlackMessage,
-    render_failure,
-    render_progress,
-    render_question,
-    render_reply,
-)
+from bot.slack.lease import held_lease
+from bot.slack.render import render_failure, render_reply
+from bot.slack.thread import ThreadMessages
 from bot.store import RequestRecord, Store, ThreadMemory
 
 log = structlog.get_logger(__name__)
@@ -59,14 +51,19 @@ _MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
 # never queue behind a burst of new ones. Measured at 100 questions/s (bench/RESULTS.md), 2 gave
 # the fastest acks (p99 78 ms; 159 ms with 4, 992 ms unbounded); a Slack rate limit on a post
 # holds its place for the Retry-After Slack asks.
+_STARTING_AT_ONCE = 2
+_FINISHING_AT_ONCE = 2
 # The persona card's system prompt and a full answer, reserved with each call's question,
 # history and context from the daily token budget.
 _CARD_AND_ANSWER_TOKENS = 3_000
-_STARTING_AT_ONCE = 2
-_FINISHING_AT_ONCE = 2
 # Processes dying while a request only waits are others' doing, but a request must not be resumed
 # without end (the crash may come from somewhere not marked at risk): this many per attempt.
 _INTERRUPTIONS_PER_ATTEMPT = 5
+
+
+# How a request ended, as `oi_requests_total` counts it: "refused" is an outsider turned away
+# (OI_EXTERNAL_USERS=deny), "error" a crash handed back to be resumed.
+Outcome = Literal["answered", "failed", "refused", "error"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +90,7 @@ class Responder:
     def __init__(
         self,
         *,
-        client: AsyncWebClient,
+        messages: ThreadMessages,
         store: Store,
         engine: Engine,
         gatherer: ContextGatherer,
@@ -104,7 +101,7 @@ class Responder:
         directory: SlackDirectory,
         access: AccessPolicy,
     ) -> None:
-        self._client = client
+        self._messages = messages
         self._directory = directory
         self._access = access
         self._store = store
@@ -123,9 +120,13 @@ class Responder:
         Cancelled (the process is stopping), it hands the request back for another process.
         """
         started = time.perf_counter()
+        outcome: Outcome
         with request_context(request.id, kind=request.kind, channel=request.channel_id):
             try:
-                async with self._lease(request), asyncio.timeout(self._limits.deadline_seconds):
+                async with (
+                    held_lease(self._store, request.id),
+                    asyncio.timeout(self._limits.deadline_seconds),
+                ):
                     outcome = await self._answer(request, response_url)
             except asyncio.CancelledError:
                 await self._store.release(request.id)
@@ -158,15 +159,11 @@ class Responder:
         else:
             await self.answer(request)
 
-    async def fail(self, request: RequestRecord, reason: str, *, detail: str = "") -> str:
+    async def fail(self, request: RequestRecord, reason: str, *, detail: str = "") -> Outcome:
         """Record the failure first (so "Try again" finds it failed), then say it in the thread."""
         await self._store.transition(request.id, "failed", detail=detail or reason)
-        current = await self._store.get_request(request.id) or request
         failure = render_failure(reason=reason, request_id=request.id)
-        if current.reply_ts:
-            await self._update(request.channel_id, current.reply_ts, failure)
-        elif current.thread_ts:
-            await self._post(request.channel_id, current.thread_ts, failure)
+        await self._messages.show_failure(request, failure)
         return "failed"
 
     async def _hand_back(self, request: RequestRecord) -> None:
@@ -177,51 +174,7 @@ class Responder:
         except Exception:  # the database itself may be what failed
             log.exception("request.hand_back_failed")
 
-    async def tell(
-        self,
-        *,
-        channel: str,
-        user: str,
-        thread_ts: str | None,
-        text: str,
-        blocks: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """A short ephemeral note to one person (help, the persona list, a typo's suggestion)."""
-        await self._client.chat_postEphemeral(
-            channel=channel, user=user, thread_ts=thread_ts, text=text, blocks=blocks
-        )
-
-    @asynccontextmanager
-    async def _lease(self, request: RequestRecord) -> AsyncIterator[None]:
-        """Renew the request's lease while it runs, so no other process takes it over; if one
-        did anyway (renewals failed for a whole lease), stop here and leave it the work."""
-        answering = asyncio.current_task()
-        assert answering is not None
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._store.lease_seconds / 3)
-                try:
-                    if await self._store.renew(request.id):
-                        continue
-                    current = await self._store.get_request(request.id)
-                except Exception:  # a database blip: the next renewal may well succeed
-                    log.warning("request.lease_renewal_failed", exc_info=True)
-                    continue
-                if current is not None and current.state not in ("answered", "failed"):
-                    log.warning("request.lease_lost")
-                    answering.cancel()
-                return
-
-        renewing = asyncio.create_task(renew(), name=f"lease-{request.id}")
-        try:
-            yield
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-
-    async def _answer(self, request: RequestRecord, response_url: str | None) -> str:
+    async def _answer(self, request: RequestRecord, response_url: str | None) -> Outcome:
         try:
             persona = self._personas.get(request.persona)
         except UnknownPersonaError as error:
@@ -231,7 +184,7 @@ class Responder:
         reach = self._access.reach(asker)
         if reach is None:
             await self._store.transition(request.id, "failed", detail="OI_EXTERNAL_USERS=deny")
-            await self.tell(
+            await self._messages.tell(
                 channel=request.channel_id,
                 user=request.user_id,
                 thread_ts=request.thread_ts,
@@ -239,7 +192,7 @@ class Responder:
             )
             return "refused"
         async with self._starting:
-            thread_ts = request.thread_ts or await self._post_question(request, persona)
+            thread_ts = request.thread_ts or await self._messages.post_question(request, persona)
             memory = await self._store.open_thread(
                 request.team_id,
                 request.channel_id,
@@ -247,7 +200,7 @@ class Responder:
                 persona.name,
                 request_id=None if request.thread_ts else request.id,
             )
-            reply_ts = await self._show_progress(request, persona, thread_ts)
+            reply_ts = await self._messages.show_progress(request, persona, thread_ts)
         thread = memory.thread
         gathered = await self._gather(request, persona, memory, reach)
         try:
@@ -263,9 +216,10 @@ class Responder:
             await self._store.record_answer(
                 request, thread.id, reply.answer, day=_today(), tokens=used
             )
-            first, *rest = render_reply(persona=persona, reply=reply, request_id=request.id)
-            await self._update(request.channel_id, reply_ts, first)
-            await self._post_continuations(request, thread_ts, rest)
+            messages = render_reply(persona=persona, reply=reply, request_id=request.id)
+            await self._messages.show_answer(
+                request, messages, reply_ts=reply_ts, thread_ts=thread_ts
+            )
             await self._store.transition(request.id, "answered")
         return "answered"
 
@@ -295,7 +249,7 @@ class Responder:
                 f"This workspace has used its daily budget of {budget:,} tokens; "
                 "I can answer again after 00:00 UTC."
             )
-        await self._store.record_gathered(request.id, thread_id, gathered.fetched)
+        await self._store.record_gathered_and_think(request.id, thread_id, gathered.fetched)
         try:
             async with self._concurrency.slot():
                 reply = await self._engine.ask(
@@ -330,69 +284,16 @@ class Responder:
         self._metrics.context_seconds.observe(time.perf_counter() - started)
         return gathered
 
-    async def _post_question(self, request: RequestRecord, persona: Persona) -> str:
-        """A slash command's question, posted to the channel so the answer can thread under it."""
-        message = render_question(
-            user_id=request.user_id, persona=persona, question=request.question
-        )
-        return await self._post(request.channel_id, None, message)
-
-    async def _show_progress(self, request: RequestRecord, persona: Persona, thread_ts: str) -> str:
-        """The placeholder the answer replaces; a retried or resumed request reuses its own."""
-        progress = render_progress(persona=persona)
-        if request.reply_ts:
-            await self._update(request.channel_id, request.reply_ts, progress)
-            await self._store.transition(request.id, "gathering")
-            return request.reply_ts
-        reply_ts = await self._post(request.channel_id, thread_ts, progress)
-        await self._store.transition(request.id, "gathering", reply_ts=reply_ts)
-        return reply_ts
-
-    async def _post_continuations(
-        self, request: RequestRecord, thread_ts: str, messages: list[SlackMessage]
-    ) -> None:
-        """A long answer's further messages: those an earlier attempt posted are updated, the
-        rest posted and recorded one by one, and any left over from a longer answer removed."""
-        posted = list(request.continuation_ts)
-        for index, message in enumerate(messages):
-            if index < len(posted):
-                await self._update(request.channel_id, posted[index], message)
-                continue
-            posted.append(await self._post(request.channel_id, thread_ts, message))
-            await self._store.set_continuation_ts(request.id, posted)
-        for stale in posted[len(messages) :]:
-            await self._client.chat_delete(channel=request.channel_id, ts=stale)
-        if len(posted) > len(messages):
-            await self._store.set_continuation_ts(request.id, posted[: len(messages)])
-
     async def _slack_failed(
         self, request: RequestRecord, error: SlackApiError, response_url: str | None
-    ) -> str:
+    ) -> Outcome:
         """Slack refused a post: tell the asker where we still can, and record the failure."""
         code = str(error.response.get("error", "unknown_error"))
         log.warning("request.slack_failed", slack_error=code)
         await self._store.transition(request.id, "failed", detail=f"Slack: {code}")
         if code in _MEMBERSHIP_ERRORS and response_url:
-            await AsyncWebhookClient(response_url, session=self._client.session).send(
-                text=NOT_IN_CHANNEL, response_type="ephemeral"
-            )
+            await self._messages.tell_by_response_url(response_url, NOT_IN_CHANNEL)
         return "failed"
-
-    async def _post(self, channel: str, thread_ts: str | None, message: SlackMessage) -> str:
-        response = await self._client.chat_postMessage(
-            channel=channel,
-            thread_ts=thread_ts,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return str(response["ts"])
-
-    async def _update(self, channel: str, ts: str, message: SlackMessage) -> None:
-        await self._client.chat_update(
-            channel=channel, ts=ts, text=message.text, blocks=message.blocks
-        )
 
 
 def _estimated_tokens(question: str, history: Sequence[Turn], gathered: Gathered) -> int:

@@ -12,6 +12,7 @@ from bot.slack.access import AccessPolicy
 from bot.slack.admission import QuestionLimits
 from bot.slack.directory import SlackDirectory
 from bot.slack.responder import Responder
+from bot.slack.thread import ThreadMessages
 from bot.store import Store
 
 
@@ -21,6 +22,7 @@ class SlackServices:
     gatherer: ContextGatherer
     personas: PersonaRegistry
     responder: Responder
+    messages: ThreadMessages
     tasks: BackgroundTasks
     metrics: Metrics
     bot_user_id: str

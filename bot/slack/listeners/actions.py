@@ -22,8 +22,7 @@ from bot.slack.render import (
     RETRY_ACTION,
 )
 from bot.slack.services import SlackServices
-from bot.store import LinkRecord, RateLimited
-from bot.store.store import Vote
+from bot.store import LinkRecord, RateLimited, Vote
 
 NOT_A_MEMBER = "Only people in this conversation can use its buttons."
 

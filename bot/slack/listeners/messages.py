@@ -12,8 +12,7 @@ from bot.slack.conversation_commands import Channel, parse_in_channel, run_comma
 from bot.slack.incoming import mentions, question_text
 from bot.slack.intake import take_question
 from bot.slack.services import SlackServices
-from bot.store import NewRequest
-from bot.store.store import RequestKind
+from bot.store import NewRequest, RequestKind
 
 # Message subtypes a person writes; edits, deletions, joins and bot posts are not questions.
 _HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
@@ -105,7 +104,7 @@ async def _tell(
     blocks: list[dict[str, Any]] | None = None,
 ) -> None:
     """An ephemeral reply to a message's author, in the message's thread."""
-    await services.responder.tell(
+    await services.messages.tell(
         channel=event["channel"],
         user=event["user"],
         thread_ts=event.get("thread_ts") or event["ts"],
