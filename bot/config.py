@@ -100,7 +100,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A request not renewed for this long is resumed elsewhere."
     )
     oi_max_attempts: int = Field(
-        default=3, ge=1, description="Tries (crashes included) before a request fails for good."
+        default=3,
+        ge=1,
+        description="Tries (crashes while working on the request included) before it fails.",
     )
     oi_request_deadline_seconds: float = Field(
         default=300.0, gt=0, description="A whole request, context and LLM included."
