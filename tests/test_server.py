@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.server import BotServer, shown_database
+from bot.server import BotServer, main, shown_database
 from tests.databases import sqlite_url
 from tests.fakes import openai_api
 from tests.fakes.openai_api import FakeOpenAI
@@ -58,15 +58,32 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
         ("OPENAI_API_KEY", "OPENAI_API_KEY"),
     ],
 )
-def test_missing_credentials_are_one_line_and_exit_2(drop, named, tmp_path):
+def test_missing_credentials_are_one_line_and_exit_2(
+    drop, named, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """`oi-bot`'s own entry point, in this process: the start-up checks, without a process each
+    (the commands that run it are checked once, below)."""
     env = _environment(None, None, tmp_path)
     env.update(SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s", OPENAI_API_KEY="sk-1")
     del env[drop]
-    for command in ([str(OI_BOT)], [sys.executable, "-m", "bot"]):
-        result = _run(command, env)
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.count("\n") == 1 and named in result.stderr
-        assert "Traceback" not in result.stderr
+    for name in os.environ:
+        if name.startswith(("SLACK_", "OPENAI_", "OI_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main() == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and named in said and said.startswith("oi-bot: ")
+
+
+@pytest.mark.parametrize("command", [[str(OI_BOT)], [sys.executable, "-m", "bot"]])
+def test_both_commands_run_oi_bot_and_say_what_is_missing_in_one_line(command, tmp_path):
+    env = _environment(None, None, tmp_path)
+    env.update(SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s")
+    result = _run(command, env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "OPENAI_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
