@@ -48,7 +48,7 @@ async def _left_by_a_crash(settings, *, state: str = "received", **request) -> s
         await dead.transition(claimed.id, "gathering")
     if state == "thinking":
         memory = await dead.open_thread("T111", "C111", THREAD, "backend-engineer")
-        await dead.record_gathered(claimed.id, memory.thread.id, {})
+        await dead.record_gathered_and_think(claimed.id, memory.thread.id, {})
     await dead.close()
     assert claimed is not None
     return claimed.id

@@ -211,7 +211,8 @@ async def test_context_cache_is_per_thread_and_keeps_order(store):
     readme = Fetched(ContextItem(source="https://x/readme", title="README", text="hi"), 3, "r1")
     tree = Fetched(ContextItem(source="https://x/tree", title="tree", text="src/"), 2, "r1")
     request = await store.claim_request(_new())
-    await store.record_gathered(request.id, thread.id, {"github:acme/payments": [readme, tree]})
+    gathered = {"github:acme/payments": [readme, tree]}
+    await store.record_gathered_and_think(request.id, thread.id, gathered)
     memory = await store.open_thread("T111", "C111", "1.0", "backend-engineer")
     assert memory.cached == {"github:acme/payments": [readme, tree]}
     assert memory.links == other.links == [LinkRecord("github", "acme/infra")]
@@ -258,7 +259,7 @@ async def _died_while(dead: Store, request_id: str, step: str) -> None:
     if step in ("gathering", "thinking", "finishing"):
         await dead.transition(request_id, "gathering", reply_ts="1.1")
     if step in ("thinking", "finishing"):
-        await dead.record_gathered(request_id, await _thread_id(dead), {})
+        await dead.record_gathered_and_think(request_id, await _thread_id(dead), {})
     if step == "finishing":
         request = await dead.get_request(request_id)
         thread_id = await _thread_id(dead)

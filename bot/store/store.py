@@ -7,35 +7,18 @@ store opens. Callers get frozen records, never ORM objects.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import socket
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import (
-    Table,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    not_,
-    or_,
-    select,
-    text,
-    tuple_,
-    update,
-)
+from sqlalchemy import and_, case, delete, not_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result, Row
 from sqlalchemy.exc import IntegrityError
@@ -44,9 +27,27 @@ from sqlalchemy.orm import Session
 from bot.context.models import Fetched
 from bot.core.answer import Answer
 from bot.core.conversation import ContextItem, Turn
+from bot.store.claims import ClaimBatcher, over_quota
 from bot.store.database import Database, connect
+from bot.store.records import (
+    FINAL_STATES,
+    LinkRecord,
+    NewRequest,
+    Quota,
+    RequestRecord,
+    RequestState,
+    ThreadMemory,
+    ThreadRecord,
+    Vote,
+)
+from bot.store.statements import (
+    ADD_CACHE_ENTRIES,
+    ADD_TRANSITIONS,
+    LINKS,
+    SET_REQUEST,
+    THREAD,
+)
 from bot.store.tables import (
-    Base,
     ChannelLink,
     ChannelSettings,
     Claim,
@@ -57,102 +58,13 @@ from bot.store.tables import (
     Thread,
     ThreadTurn,
     TokenUsage,
+    table,
+    utc_now,
 )
-
-RequestState = Literal["received", "gathering", "thinking", "answered", "failed"]
-RequestKind = Literal["command", "mention", "follow_up", "direct"]
-Vote = Literal["up", "down"]
-LinkKind = Literal["github", "linear"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_FINAL_STATES = ("answered", "failed")
 _MIGRATION_LOCK = 0x6F69  # "oi": application-chosen advisory lock keys
-_RATE_LOCK = 0x6F6972  # "oir"
-# A request still unfinished this long after it was asked has failed or been resumed long since
-# (OI_REQUEST_DEADLINE_SECONDS); the in-flight count looks no further back.
-_IN_FLIGHT_WINDOW = timedelta(hours=1)
-_CLAIM_BATCH = 500  # claims in one transaction, well within SQLite's bound on parameters
 _Row = TypeVar("_Row")
-
-
-def _table(entity: type[Base]) -> Table:
-    return cast(Table, entity.__table__)
-
-
-# What every question runs, built once and run with its values: building and keying a statement,
-# and the ORM's bookkeeping around it, took longer than SQLite takes to run it.
-_requests, _threads, _links_table = _table(Request), _table(Thread), _table(ChannelLink)
-_SET_REQUEST = update(_requests).where(_requests.c.id == bindparam("request_id"))
-_ADD_REQUESTS = insert(_requests)
-_ADD_TRANSITIONS = insert(_table(RequestTransition))
-_ADD_CACHE_ENTRIES = insert(_table(ContextCacheEntry))
-_THREAD = select(_threads).where(
-    _threads.c.team_id == bindparam("team_id"),
-    _threads.c.channel_id == bindparam("channel_id"),
-    _threads.c.thread_ts == bindparam("thread_ts"),
-)
-_LINKS = (
-    select(_links_table.c.kind, _links_table.c.target)
-    .where(
-        _links_table.c.team_id == bindparam("team_id"),
-        _links_table.c.channel_id == bindparam("channel_id"),
-    )
-    .order_by(_links_table.c.kind, _links_table.c.target)
-)
-
-
-@dataclass(frozen=True)
-class Quota:
-    """How much one person may ask: questions a minute, and questions being answered at once."""
-
-    per_minute: int
-    in_flight: int
-
-
-class RateLimited(Exception):
-    """The author is over their `Quota`: `asked` questions in the last minute, or `in_flight`
-    still being answered (`busy`)."""
-
-    def __init__(self, *, asked: int, in_flight: int, busy: bool) -> None:
-        super().__init__(f"{asked} questions in the last minute, {in_flight} being answered")
-        self.asked = asked
-        self.in_flight = in_flight
-        self.busy = busy
-
-
-@dataclass(frozen=True, kw_only=True)
-class NewRequest:
-    """A question as it arrives; `claim_key` names the Slack delivery (event or message)."""
-
-    claim_key: str
-    kind: RequestKind
-    team_id: str
-    channel_id: str
-    user_id: str
-    thread_ts: str | None
-    persona: str
-    question: str
-    user_team_id: str | None = None  # the asker's own team, where Slack's payload names it
-
-
-@dataclass(frozen=True, kw_only=True)
-class RequestRecord(NewRequest):
-    """A stored request: the question, where it stands, and the message its answer replaces."""
-
-    id: str
-    state: RequestState
-    error: str | None
-    reply_ts: str | None
-    continuation_ts: tuple[str, ...]
-    attempts: int  # this try's number: crashes blamed on the request, plus one (`Store.acquire`)
-    interruptions: int  # processes that died while it only waited
-
-
-@dataclass(frozen=True)
-class _PendingClaim:
-    new: NewRequest
-    quota: Quota | None
-    outcome: asyncio.Future[RequestRecord | None]
 
 
 @dataclass(frozen=True)
@@ -165,9 +77,10 @@ class _Upserts:
 
     @classmethod
     def build(cls, dialect_insert: Any) -> _Upserts:
-        turn, usage = dialect_insert(_table(ThreadTurn)), dialect_insert(_table(TokenUsage))
+        turn, usage = dialect_insert(table(ThreadTurn)), dialect_insert(table(TokenUsage))
+        threads = table(Thread)
         return cls(
-            add_thread=dialect_insert(_threads).on_conflict_do_nothing().returning(_threads),
+            add_thread=dialect_insert(threads).on_conflict_do_nothing().returning(threads),
             remember_turn=turn.on_conflict_do_update(
                 index_elements=["request_id"], set_={"answer_json": turn.excluded.answer_json}
             ),
@@ -178,31 +91,6 @@ class _Upserts:
         )
 
 
-@dataclass(frozen=True)
-class LinkRecord:
-    kind: LinkKind
-    target: str
-
-
-@dataclass(frozen=True)
-class ThreadRecord:
-    id: int
-    team_id: str
-    channel_id: str
-    thread_ts: str
-    persona: str
-
-
-@dataclass(frozen=True)
-class ThreadMemory:
-    """A thread and what answering in it starts from."""
-
-    thread: ThreadRecord
-    history: list[Turn]
-    links: list[LinkRecord]
-    cached: dict[str, list[Fetched]]
-
-
 class Store:
     """The store's operations, each one transaction on the process's `Database`."""
 
@@ -210,12 +98,11 @@ class Store:
         self, database: Database, *, owner: str | None = None, lease_seconds: float = 60
     ) -> None:
         self._database = database
-        self._insert = sqlite.insert if database.dialect == "sqlite" else postgresql.insert
-        self._upserts = _Upserts.build(self._insert)
+        insert = sqlite.insert if database.dialect == "sqlite" else postgresql.insert
+        self._upserts = _Upserts.build(insert)
+        self._claims = ClaimBatcher(database, insert=insert, request_row=self._request_row)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
-        self._pending_claims: list[_PendingClaim] = []
-        self._claim_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -235,8 +122,7 @@ class Store:
         return cls(database, owner=owner, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
-        if self._claim_writer is not None:
-            await self._claim_writer
+        await self._claims.close()
         await self._database.close()
 
     async def ping(self) -> bool:
@@ -246,7 +132,7 @@ class Store:
         """True for the first claim of `key`, False for every later one (any process)."""
 
         def work(session: Session) -> None:
-            session.add(Claim(key=key, claimed_at=_now()))
+            session.add(Claim(key=key, claimed_at=utc_now()))
 
         try:
             await self._database.run(work, claims=True)
@@ -264,116 +150,9 @@ class Store:
         questions in the last minute or has that many being answered, counted in the same
         transaction as the recording (under a PostgreSQL advisory lock across replicas), so a
         burst is never let through. Claims arriving together are written together: see
-        `_write_claims`.
+        `ClaimBatcher._write_claims`.
         """
-        pending = _PendingClaim(new, quota, asyncio.get_running_loop().create_future())
-        self._pending_claims.append(pending)
-        if self._claim_writer is None or self._claim_writer.done():
-            self._claim_writer = asyncio.create_task(self._write_claims(), name="store-claims")
-        return await pending.outcome
-
-    async def _write_claims(self) -> None:
-        """Write the waiting claims in one transaction, again while more arrived meanwhile.
-
-        Every ack waits for its claim, and SQLite takes one writer at a time: claimed one by
-        one, a burst queued in front of its acks for seconds. Batched, it costs one transaction.
-        A failure fails the batch's acks (Slack retries them); nothing is half-written.
-        """
-        while self._pending_claims:
-            batch = self._pending_claims[:_CLAIM_BATCH]
-            del self._pending_claims[:_CLAIM_BATCH]
-            outcomes: Sequence[RequestRecord | RateLimited | Exception | None]
-            try:
-                outcomes = await self._database.run(
-                    functools.partial(self._claim_batch, batch=batch), claims=True
-                )
-            except Exception as error:  # the database failed: each waiting ack sees why
-                outcomes = [error] * len(batch)
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if pending.outcome.done():  # its ack was cancelled; a lease resumes it
-                    continue
-                if isinstance(outcome, Exception):
-                    pending.outcome.set_exception(outcome)
-                else:
-                    pending.outcome.set_result(outcome)
-
-    def _claim_batch(
-        self, session: Session, batch: Sequence[_PendingClaim]
-    ) -> list[RequestRecord | RateLimited | None]:
-        now = _now()
-        taken = set(
-            session.scalars(
-                select(Claim.key).where(Claim.key.in_([p.new.claim_key for p in batch]))
-            )
-        )
-        asking = self._asking(
-            session, {(p.new.team_id, p.new.user_id) for p in batch if p.quota}, now
-        )
-        outcomes: list[RequestRecord | RateLimited | None] = []
-        for pending in batch:
-            new, author = pending.new, (pending.new.team_id, pending.new.user_id)
-            refused = _over_quota(asking[author], pending.quota)
-            if new.claim_key in taken:
-                outcomes.append(None)
-            elif refused is not None:
-                outcomes.append(refused)
-            else:
-                taken.add(new.claim_key)
-                asking[author] = _Asking(asking[author].asked + 1, asking[author].in_flight + 1)
-                outcomes.append(_new_record(new))
-        records = [o for o in outcomes if isinstance(o, RequestRecord)]
-        if not records:
-            return outcomes
-        inserted = set(
-            session.scalars(
-                self._insert(Claim)
-                .values([{"key": r.claim_key, "claimed_at": now} for r in records])
-                .on_conflict_do_nothing()
-                .returning(Claim.key)
-            )
-        )
-        # a key missing from `inserted` was claimed by another replica meanwhile
-        records = [r for r in records if r.claim_key in inserted]
-        outcomes = [
-            None if isinstance(o, RequestRecord) and o.claim_key not in inserted else o
-            for o in outcomes
-        ]
-        if records:
-            session.execute(_ADD_REQUESTS, [self._request_row(r, now) for r in records])
-            session.execute(
-                _ADD_TRANSITIONS,
-                [
-                    {"request_id": r.id, "state": "received", "detail": None, "at": now}
-                    for r in records
-                ],
-            )
-        return outcomes
-
-    def _asking(
-        self, session: Session, authors: set[tuple[str, str]], now: datetime
-    ) -> defaultdict[tuple[str, str], _Asking]:
-        """Each author's questions in the last minute, and those still being answered (asked
-        within `_IN_FLIGHT_WINDOW`: older ones have failed or been resumed long since). On
-        PostgreSQL, replicas count under one lock, held until the batch is written, so that two
-        never let the same burst through."""
-        asking: defaultdict[tuple[str, str], _Asking] = defaultdict(lambda: _Asking(0, 0))
-        if not authors:
-            return asking
-        if self._database.dialect == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RATE_LOCK})
-        recent = case((Request.created_at >= now - timedelta(seconds=60), 1), else_=0)
-        unfinished = case((Request.state.not_in(_FINAL_STATES), 1), else_=0)
-        rows = session.execute(
-            select(Request.team_id, Request.user_id, func.sum(recent), func.sum(unfinished))
-            .where(
-                tuple_(Request.team_id, Request.user_id).in_(sorted(authors)),
-                Request.created_at >= now - _IN_FLIGHT_WINDOW,
-            )
-            .group_by(Request.team_id, Request.user_id)
-        )
-        for team_id, user_id, asked, in_flight in rows:
-            asking[(team_id, user_id)] = _Asking(int(asked), int(in_flight))
-        return asking
+        return await self._claims.claim(new, quota)
 
     def _request_row(self, record: RequestRecord, now: datetime) -> dict[str, Any]:
         return {
@@ -418,14 +197,14 @@ class Store:
         """
 
         def work(session: Session) -> RequestRecord | None:
-            now = _now()
+            now = utc_now()
             if quota is not None:
                 author = session.execute(
                     select(Request.team_id, Request.user_id).where(Request.id == request_id)
                 ).first()
                 if author is not None:
-                    asking = self._asking(session, {(author[0], author[1])}, now)
-                    refused = _over_quota(asking[(author[0], author[1])], quota)
+                    asking = self._claims.asking(session, {(author[0], author[1])}, now)
+                    refused = over_quota(asking[(author[0], author[1])], quota)
                     if refused is not None:
                         raise refused
             result = session.execute(
@@ -468,12 +247,12 @@ class Store:
         died = Request.lease_owner.is_not(None)  # a handed-back request has no owner
 
         def work(session: Session) -> RequestRecord | None:
-            now = _now()
+            now = utc_now()
             result = session.execute(
                 update(Request)
                 .where(
                     Request.id == request_id,
-                    Request.state.not_in(_FINAL_STATES),
+                    Request.state.not_in(FINAL_STATES),
                     or_(Request.lease_expires_at.is_(None), Request.lease_expires_at < now),
                 )
                 .values(
@@ -499,7 +278,7 @@ class Store:
             result = session.execute(
                 update(Request)
                 .where(Request.id == request_id, Request.lease_owner == self.owner)
-                .values(lease_expires_at=self._lease_end(_now()))
+                .values(lease_expires_at=self._lease_end(utc_now()))
             )
             return bool(_rowcount(result))
 
@@ -524,8 +303,11 @@ class Store:
                 session.scalars(
                     select(Request.id)
                     .where(
-                        Request.state.not_in(_FINAL_STATES),
-                        or_(Request.lease_expires_at.is_(None), Request.lease_expires_at < _now()),
+                        Request.state.not_in(FINAL_STATES),
+                        or_(
+                            Request.lease_expires_at.is_(None),
+                            Request.lease_expires_at < utc_now(),
+                        ),
                     )
                     .order_by(Request.created_at)
                     .limit(limit)
@@ -572,7 +354,7 @@ class Store:
             lambda session: session.execute(
                 update(Request)
                 .where(Request.id == request_id)
-                .values(continuation_ts=",".join(continuation_ts), updated_at=_now())
+                .values(continuation_ts=",".join(continuation_ts), updated_at=utc_now())
             )
         )
 
@@ -580,7 +362,7 @@ class Store:
         self, team_id: str, channel_id: str, thread_ts: str
     ) -> ThreadRecord | None:
         def work(session: Session) -> ThreadRecord | None:
-            row = session.execute(_THREAD, _thread_key(team_id, channel_id, thread_ts)).first()
+            row = session.execute(THREAD, _thread_key(team_id, channel_id, thread_ts)).first()
             return _thread_record(row) if row else None
 
         return await self._database.run(work)
@@ -605,20 +387,20 @@ class Store:
 
         def work(session: Session) -> ThreadMemory:
             # reads first: SQLite's write lock is only taken at the first write, for less time
-            row = session.execute(_THREAD, key).first()
+            row = session.execute(THREAD, key).first()
             links = _links(session, team_id, channel_id)
             history = _history(session, row.id) if row else []
             cached = _cached_context(session, row.id) if row else {}
             if request_id is not None:
                 session.execute(
-                    _SET_REQUEST,
-                    {"request_id": request_id, "thread_ts": thread_ts, "updated_at": _now()},
+                    SET_REQUEST,
+                    {"request_id": request_id, "thread_ts": thread_ts, "updated_at": utc_now()},
                 )
             if row is None:
-                created = {**key, "persona": persona, "created_at": _now()}
+                created = {**key, "persona": persona, "created_at": utc_now()}
                 row = (
                     session.execute(self._upserts.add_thread, created).first()
-                    or session.execute(_THREAD, key).first()
+                    or session.execute(THREAD, key).first()
                 )
             return ThreadMemory(
                 thread=_thread_record(_one(row)), history=history, links=links, cached=cached
@@ -626,14 +408,14 @@ class Store:
 
         return await self._database.run(work)
 
-    async def record_gathered(
+    async def record_gathered_and_think(
         self, request_id: str, thread_id: int, fetched: Mapping[str, Sequence[Fetched]]
     ) -> None:
         """Keep what was read (already redacted) for the thread's follow-ups, and move the
         request on to thinking."""
 
         def work(session: Session) -> None:
-            now = _now()
+            now = utc_now()
             rows = [
                 {
                     "thread_id": thread_id,
@@ -650,7 +432,7 @@ class Store:
                 for one in items
             ]
             if rows:
-                session.execute(_ADD_CACHE_ENTRIES, rows)
+                session.execute(ADD_CACHE_ENTRIES, rows)
             _transition(session, request_id, "thinking")
 
         await self._database.run(work)
@@ -668,7 +450,7 @@ class Store:
             "request_id": request.id,
             "question": request.question,
             "answer_json": answer.model_dump_json(),
-            "created_at": _now(),
+            "created_at": utc_now(),
         }
         usage = {"team_id": request.team_id, "day": day, "tokens": tokens}
 
@@ -676,7 +458,7 @@ class Store:
             session.execute(self._upserts.remember_turn, turn)
             session.execute(self._upserts.add_tokens, usage)
             session.execute(
-                _SET_REQUEST, {"request_id": request.id, "at_risk": True, "updated_at": _now()}
+                SET_REQUEST, {"request_id": request.id, "at_risk": True, "updated_at": utc_now()}
             )
 
         await self._database.run(work)
@@ -684,7 +466,7 @@ class Store:
     async def record_feedback(self, request_id: str, user_id: str, vote: Vote) -> None:
         await self._database.run(
             lambda session: session.merge(
-                Feedback(request_id=request_id, user_id=user_id, vote=vote, updated_at=_now())
+                Feedback(request_id=request_id, user_id=user_id, vote=vote, updated_at=utc_now())
             )
         )
 
@@ -702,7 +484,7 @@ class Store:
                     team_id=team_id,
                     channel_id=channel_id,
                     default_persona=persona,
-                    updated_at=_now(),
+                    updated_at=utc_now(),
                 )
             )
         )
@@ -724,7 +506,7 @@ class Store:
             kind=link.kind,
             target=link.target,
             linked_by=linked_by,
-            created_at=_now(),
+            created_at=utc_now(),
         )
         try:
             await self._database.run(lambda session: session.add(row))
@@ -754,23 +536,6 @@ class Store:
         return now + timedelta(seconds=self.lease_seconds)
 
 
-@dataclass(frozen=True)
-class _Asking:
-    """One author's questions in the last minute, and those still being answered."""
-
-    asked: int
-    in_flight: int
-
-
-def _over_quota(asking: _Asking, quota: Quota | None) -> RateLimited | None:
-    if quota is None:
-        return None
-    if asking.asked >= quota.per_minute or asking.in_flight >= quota.in_flight:
-        busy = asking.asked < quota.per_minute
-        return RateLimited(asked=asking.asked, in_flight=asking.in_flight, busy=busy)
-    return None
-
-
 def _transition(
     session: Session,
     request_id: str,
@@ -778,18 +543,18 @@ def _transition(
     detail: str | None = None,
     reply_ts: str | None = None,
 ) -> None:
-    now = _now()
+    now = utc_now()
     # gathering reads what the question refers to: at risk; thinking waits for the model: not
     values: dict[str, Any] = {"state": state, "at_risk": state == "gathering", "updated_at": now}
     if state == "failed":
         values["error"] = detail
-    if state in _FINAL_STATES:
+    if state in FINAL_STATES:
         values.update(lease_owner=None, lease_expires_at=None)
     if reply_ts is not None:
         values["reply_ts"] = reply_ts
-    session.execute(_SET_REQUEST, {"request_id": request_id, **values})
+    session.execute(SET_REQUEST, {"request_id": request_id, **values})
     session.execute(
-        _ADD_TRANSITIONS, {"request_id": request_id, "state": state, "detail": detail, "at": now}
+        ADD_TRANSITIONS, {"request_id": request_id, "state": state, "detail": detail, "at": now}
     )
 
 
@@ -798,7 +563,7 @@ def _thread_key(team_id: str, channel_id: str, thread_ts: str) -> dict[str, str]
 
 
 def _links(session: Session, team_id: str, channel_id: str) -> list[LinkRecord]:
-    rows = session.execute(_LINKS, {"team_id": team_id, "channel_id": channel_id})
+    rows = session.execute(LINKS, {"team_id": team_id, "channel_id": channel_id})
     return [LinkRecord(kind=row.kind, target=row.target) for row in rows]
 
 
@@ -829,19 +594,6 @@ def _cached_context(session: Session, thread_id: int) -> dict[str, list[Fetched]
     return cached
 
 
-def _new_record(new: NewRequest) -> RequestRecord:
-    return RequestRecord(
-        **asdict(new),
-        id=uuid.uuid4().hex,
-        state="received",
-        error=None,
-        reply_ts=None,
-        continuation_ts=(),
-        attempts=1,
-        interruptions=0,
-    )
-
-
 def _rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (SQLAlchemy types its cursor result as a plain one)."""
     return cast(CursorResult[Any], result).rowcount
@@ -864,10 +616,6 @@ def _one(row: _Row | None) -> _Row:
     """The row a statement of this transaction has just written."""
     assert row is not None
     return row
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _request_record(row: Request) -> RequestRecord:
