@@ -19,14 +19,20 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.slack.render import RETRY_ACTION
+from tests.databases import POSTGRES_URL
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.linear_api import FakeLinear
 from tests.fakes.openai_api import FakeOpenAI
@@ -81,9 +87,14 @@ class BotProcess:
         [started] = self.wait_for_log("server.started", timeout=SLOW)
         self.port = int(started["port"])
 
-    def logged(self, event: str) -> list[dict[str, Any]]:
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every JSON line the process has logged so far."""
         with self._condition:
-            return [line for line in self._events if line.get("event") == event]
+            return list(self._events)
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.events if line.get("event") == event]
 
     def wait_for_log(self, event: str, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
         """The process's log lines for `event`, once it has logged `count` of them."""
@@ -173,6 +184,31 @@ class Bots:
             process.kill()
 
 
+@contextlib.asynccontextmanager
+async def own_postgres_database() -> AsyncIterator[str]:
+    """A new database on the test PostgreSQL, dropped afterwards; a skip saying why without one.
+
+    The shared test database is emptied by every PostgreSQL store test: a run lasting seconds
+    would meet another's emptying, and its replicas would fail (Slack would see 500s).
+    """
+    server_url = make_url(POSTGRES_URL)
+    server = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"oi_faults_{uuid.uuid4().hex[:12]}"
+    try:
+        async with server.connect() as connection:
+            await connection.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as error:  # asyncpg raises its own types for refusals and auth
+        await server.dispose()
+        shown = server_url.render_as_string(hide_password=True)
+        pytest.skip(f"no PostgreSQL to create a database on at {shown}: {error}")
+    try:
+        yield server_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with server.connect() as connection:
+            await connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        await server.dispose()
+
+
 def question_ts(number: int) -> str:
     return f"{1_700_000_100 + number}.000100"
 
@@ -205,6 +241,11 @@ def answers(fake_slack: FakeSlack) -> list[SlackCall]:
 def failures(fake_slack: FakeSlack) -> list[SlackCall]:
     """Calls that showed a failure message: accepted, with a "Try again" button."""
     return [call for call in _shown(fake_slack) if _retry_values(call)]
+
+
+def rate_limited(fake_slack: FakeSlack) -> list[SlackCall]:
+    """Calls Slack answered with 429."""
+    return [call for call in fake_slack.calls if call.status == 429]
 
 
 def ephemerals(fake_slack: FakeSlack) -> list[SlackCall]:
