@@ -14,10 +14,8 @@ import contextlib
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +28,9 @@ import aiohttp
 from bench._fakes import SlowGitHub, SlowLinear, SlowOpenAI, TimedSlack
 from tests.databases import empty_public_schema
 from tests.fakes.slack_requests import signed_headers, slash_command_body
-from tests.faults.harness import environment
+from tests.faults.harness import OI_BOT, BotProcess, environment
 from tests.slack_bot import SIGNING_SECRET
 
-OI_BOT = Path(sys.executable).with_name("oi-bot")
 # A scratch PostgreSQL database to run the bot on instead of SQLite; emptied before every start.
 SCRATCH_POSTGRES_URL = "OI_BENCH_POSTGRES_URL"
 TEAM = "T111"
@@ -92,108 +89,24 @@ BENCH_VARIABLES = {
 }
 
 
-class Bot:
-    """One `oi-bot` process on the fakes; its JSON log is read on a thread, keeping only the
-    events asked for (so a busy bot never blocks on its pipe and parsing costs little)."""
-
-    def __init__(
-        self, fakes: Fakes, *, keep_events: Sequence[str] = (), **variables: str | int
-    ) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="oi-bench-")
+@contextlib.contextmanager
+def running(latency: Latency, **variables: Any) -> Iterator[tuple[Fakes, BotProcess]]:
+    """Fakes and one `oi-bot` on them in a scratch folder (the fault suite's `BotProcess`),
+    both stopped afterwards whatever happens. `keep_events` names the log events to keep;
+    `OI_BENCH_BOT` runs another command instead of oi-bot (to compare a candidate fix)."""
+    keep = variables.pop("keep_events", ())
+    with Fakes(latency) as fakes, tempfile.TemporaryDirectory(prefix="oi-bench-") as folder:
         env = environment(fakes.slack, fakes.openai, fakes.github, fakes.linear)
         env.update(BENCH_VARIABLES)
-        env["DATABASE_URL"] = _database_url(self._folder.name)
+        env["DATABASE_URL"] = _database_url(folder)
         env.update({name: str(value) for name, value in variables.items()})
-        self._keep = ("server.started", *keep_events)
-        self._events: list[dict[str, Any]] = []
-        self._tail: list[str] = []
-        self._condition = threading.Condition()
-        # OI_BENCH_BOT: another command to run instead of oi-bot (to compare a candidate fix)
         command = os.environ.get("OI_BENCH_BOT", str(OI_BOT)).split()
-        self._popen = subprocess.Popen(
-            command,
-            env=env,
-            cwd=self._folder.name,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.port = int(self.wait_for("server.started", timeout=60)[0]["port"])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        with self._condition:
-            return [event for event in self._events if event.get("event") == name]
-
-    def wait_for(self, name: str, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
-        with self._condition:
-            self._condition.wait_for(
-                lambda: (
-                    len([e for e in self._events if e.get("event") == name]) >= count
-                    or self._popen.poll() is not None
-                ),
-                timeout=timeout,
-            )
-        found = self.events(name)
-        if len(found) < count:
-            tail = "".join(self._tail[-30:])
-            raise RuntimeError(f"oi-bot logged {name!r} {len(found)}x, not {count}:\n{tail}")
-        return found
-
-    def memory_kb(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak resident set) from /proc/<pid>/status, in kB."""
-        values = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0])
-        return values
-
-    def stop(self) -> int:
-        """SIGTERM and wait (the bot drains for OI_SHUTDOWN_GRACE_SECONDS at most)."""
-        if self._popen.poll() is None:
-            self._popen.terminate()
-            try:
-                self._popen.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait(timeout=10)
-        self._reader.join(timeout=10)
-        self._folder.cleanup()
-        return self._popen.returncode
-
-    def _read(self) -> None:
-        assert self._popen.stderr is not None
-        for line in self._popen.stderr:
-            kept = None
-            if any(f'"{name}"' in line for name in self._keep):
-                with contextlib.suppress(ValueError):
-                    kept = json.loads(line)
-            with self._condition:
-                self._tail = [*self._tail[-50:], line]
-                if kept is not None:
-                    self._events.append(kept)
-                    self._condition.notify_all()
-        with self._condition:
-            self._condition.notify_all()
-
-
-@contextlib.contextmanager
-def running(latency: Latency, **variables: Any) -> Iterator[tuple[Fakes, Bot]]:
-    """Fakes and one bot, both stopped afterwards whatever happens."""
-    keep = variables.pop("keep_events", ())
-    with Fakes(latency) as fakes:
-        bot = Bot(fakes, keep_events=keep, **variables)
+        bot = BotProcess(env, command=command, cwd=folder, keep_events=keep)
         try:
+            bot.wait_started(timeout=60)
             yield fakes, bot
         finally:
-            bot.stop()
+            bot.stop_and_wait()
 
 
 # --- requests

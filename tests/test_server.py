@@ -21,9 +21,8 @@ from tests.fakes import openai_api
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import sample, signed_headers, slash_command_body, socket_envelope
+from tests.faults.harness import OI_BOT, BotProcess
 from tests.slack_bot import OPENAI_KEY, SIGNING_SECRET
-
-OI_BOT = Path(sys.executable).with_name("oi-bot")
 
 
 def _environment(
@@ -162,56 +161,39 @@ def test_the_ready_line_hides_the_database_password():
 
 
 @pytest.fixture
-def bot_process(fake_slack, fake_openai, tmp_path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """oi-bot started on a free port; the port is read from its own `server.started` log line."""
-    process = subprocess.Popen(
-        [str(OI_BOT)],
-        env=_environment(fake_slack, fake_openai, tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def bot_process(fake_slack, fake_openai, tmp_path) -> Iterator[BotProcess]:
+    """oi-bot started on a free port (read from its own `server.started` log line)."""
+    process = BotProcess(_environment(fake_slack, fake_openai, tmp_path))
     try:
-        yield process, _started_port(process)
+        process.wait_started()
+        yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
-def _started_port(process: subprocess.Popen[str]) -> int:
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("{") and json.loads(line)["event"] == "server.started":
-            return int(json.loads(line)["port"])
-    raise AssertionError(f"oi-bot exited with {process.wait()} before starting")
+        process.kill()
 
 
 async def test_sigterm_finishes_the_answer_in_flight_then_exits_0(
     bot_process, fake_slack, fake_openai
 ):
-    process, port = bot_process
+    process = bot_process
     fake_openai.script(openai_api.held(openai_api.answer()))
     body = slash_command_body("backend-engineer review the retries", trigger_id="t-sigterm")
-    async with aiohttp.ClientSession() as session:
-        url = f"http://127.0.0.1:{port}"
-        async with session.get(f"{url}/healthz") as health:
-            assert health.status == 200
-        headers = signed_headers(body, SIGNING_SECRET)
-        async with session.post(f"{url}/slack/events", data=body, headers=headers) as acked:
-            assert acked.status == 200
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{process.url}/healthz") as health,
+    ):
+        assert health.status == 200
+    assert await process.send(body) == 200
     await asyncio.to_thread(fake_openai.requests.wait_for, 1)  # the LLM call is in flight
-    process.send_signal(signal.SIGTERM)
+    process.terminate()
     fake_openai.release()
-    assert await asyncio.to_thread(process.wait, 30) == 0
+    assert await process.exited(30) == 0
     answers = [
         call
         for call in fake_slack.calls_to("chat.update")
         if call.args["blocks"][0]["type"] == "header"
     ]
     assert len(answers) == 1 and answers[0].status == 200
-    assert process.stderr is not None
-    assert "server.stopped" in process.stderr.read()
+    assert process.wait_for_log("server.stopped")
 
 
 async def test_socket_mode_answers_events_and_still_serves_health(

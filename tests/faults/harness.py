@@ -20,7 +20,8 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ OI_BOT = Path(sys.executable).with_name("oi-bot")
 CHANNEL, USER = "C111", "W111"  # where and by whom `mention_event` asks
 LEASE_SECONDS = 2  # renewed every ⅔ s; a dead process's requests are resumed within ~3 s
 SLOW = 30.0  # seconds for waits that span a lease running out or another process starting
+_TAIL_LINES = 80  # of a process's log, shown when a wait for it fails
 
 
 def environment(
@@ -69,23 +71,55 @@ def environment(
 
 
 class BotProcess:
-    """One running `oi-bot`; `wait_started` reads its port from its `server.started` line."""
+    """One running `oi-bot` (the fault suite's, `tests/test_server.py`'s and the benchmarks'):
+    `wait_started` reads its port from its `server.started` line.
 
-    def __init__(self, env: dict[str, str]) -> None:
+    `command` runs another build in its place (the benchmarks compare one); `keep_events`, when
+    given, keeps only those events of the log (a loaded bot logs thousands of lines, and
+    parsing each costs the benchmark's CPU); the last lines are kept whole for error messages.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        command: Sequence[str] = (str(OI_BOT),),
+        cwd: str | None = None,
+        keep_events: Collection[str] | None = None,
+    ) -> None:
         self._popen = subprocess.Popen(
-            [str(OI_BOT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            list(command),
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        self._keep = None if keep_events is None else ("server.started", *keep_events)
         self._condition = threading.Condition()
-        self._lines: list[str] = []
+        self._lines: deque[str] = deque(maxlen=_TAIL_LINES)
         self._events: list[dict[str, Any]] = []
         self._closed = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.port = 0
 
-    def wait_started(self) -> None:
-        [started] = self.wait_for_log("server.started", timeout=SLOW)
+    def wait_started(self, timeout: float = SLOW) -> None:
+        [started] = self.wait_for_log("server.started", timeout=timeout)
         self.port = int(started["port"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak resident set) from /proc/<pid>/status, in kB."""
+        values = {}
+        for line in Path(f"/proc/{self._popen.pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0])
+        return values
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -114,7 +148,7 @@ class BotProcess:
             headers.update(
                 {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
             )
-        url = f"http://127.0.0.1:{self.port}/slack/events"
+        url = f"{self.url}/slack/events"
         async with (
             aiohttp.ClientSession() as session,
             session.post(url, data=body, headers=headers) as response,
@@ -136,6 +170,17 @@ class BotProcess:
         self.terminate()
         return await self.exited()
 
+    def stop_and_wait(self, timeout: float = 60) -> int:
+        """`stop` for code without an event loop; killed if it has not drained by `timeout`."""
+        if self._popen.poll() is None:
+            self.terminate()
+            try:
+                self._popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._reader.join(timeout=10)
+        return self._popen.returncode
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no lease handed back, as in a crash or an OOM kill."""
         if self._popen.poll() is None:
@@ -145,16 +190,21 @@ class BotProcess:
 
     def __str__(self) -> str:
         with self._condition:
-            return "".join(self._lines[-80:])
+            return "".join(self._lines)
 
     def _read(self) -> None:
         assert self._popen.stderr is not None
         for line in self._popen.stderr:
+            event = None
+            if line.startswith("{") and (
+                self._keep is None or any(f'"{name}"' in line for name in self._keep)
+            ):
+                with contextlib.suppress(ValueError):  # a stray print is no log line
+                    event = json.loads(line)
             with self._condition:
                 self._lines.append(line)
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):  # a stray print is no log line
-                        self._events.append(json.loads(line))
+                if event is not None:
+                    self._events.append(event)
                 self._condition.notify_all()
         with self._condition:
             self._closed = True
