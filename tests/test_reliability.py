@@ -69,6 +69,21 @@ async def test_a_crashed_processs_request_is_resumed_and_answered_once(
     assert [c.args["thread_ts"] for c in fake_slack.calls_to("chat.postMessage")] == [THREAD]
 
 
+async def test_slack_limiting_past_the_clients_retries_is_tried_again_later_not_left_silent(
+    settings_for, fake_slack, fake_openai
+):
+    fake_slack.rate_limit("chat.update", times=5, retry_after=0)  # slack_sdk retries 4 times
+    async with running_bot(settings_for(oi_lease_seconds=30), fake_slack) as bot:
+        await bot.send(event_body(mention_event("<@UBOT> still there?"), event_id="Ev1"))
+        await bot.wait_for(lambda fake: len(fake.calls_to("chat.update")) == 5)
+        await bot.settle()
+        assert _answers(bot) == []
+        assert await bot.server.resume_unfinished() == 1  # handed back: the next try answers
+        await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
+        await bot.settle()
+    assert _failures(bot, ":warning:") == []
+
+
 async def test_a_resumed_answer_updates_the_messages_already_posted(
     settings_for, fake_slack, fake_openai
 ):

@@ -136,7 +136,14 @@ class Responder:
                 reason = f"This took longer than {self._limits.deadline_seconds:g}s, so I stopped."
                 outcome = await self.fail(request, reason)
             except SlackApiError as error:
-                outcome = await self._slack_failed(request, error, response_url)
+                if error.response.get("error") == "ratelimited":
+                    # Slack is still limiting after the client's own retries: another attempt
+                    # later (a resumer's) rather than a question left silent.
+                    log.warning("request.slack_rate_limited")
+                    outcome = "error"
+                    await self._hand_back(request)
+                else:
+                    outcome = await self._slack_failed(request, error, response_url)
             except Exception:  # a bug or a database outage: hand it back to be resumed
                 log.exception("request.crashed")
                 outcome = "error"
