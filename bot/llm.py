@@ -36,8 +36,6 @@ from pydantic import ValidationError
 from bot.config import ConfigError, Settings, StructuredOutput
 from bot.core.answer import Answer, Reply, Usage
 from bot.core.conversation import Message
-from bot.core.persona import Persona
-from bot.core.prompt import build_messages, new_marker_tag
 from bot.core.errors import (
     AnswerError,
     LLMBadResponseError,
@@ -49,6 +47,8 @@ from bot.core.errors import (
     LLMUnavailableError,
     LLMUnreachableError,
 )
+from bot.core.persona import Persona
+from bot.core.prompt import build_messages, new_marker_tag
 
 if TYPE_CHECKING:
     import httpx2

@@ -16,6 +16,7 @@ import gc
 import signal
 import sys
 import time
+
 import aiohttp
 import structlog
 from aiohttp import web

@@ -11,9 +11,9 @@ import asyncio
 import json
 import os
 import sys
-from importlib.metadata import version
 from collections.abc import Sequence
 from contextlib import nullcontext
+from importlib.metadata import version
 
 from rich.console import Console
 
