@@ -24,7 +24,9 @@ In a channel also:
   oi unlink github <owner/repo>  (or: oi unlink linear <TEAM>) stop reading it here
   oi default <persona>           the persona that answers this channel's mentions"""
 
-REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# GitHub's own rules: an owner is letters, digits and single inner hyphens (at most 39); a
+# repository letters, digits, `.`, `-` and `_` (at most 100), never `.` or `..`.
+REPOSITORY = re.compile(r"^[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}/(?!\.\.?$)[A-Za-z0-9._-]{1,100}$")
 LINEAR_TEAM = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}$")
 
 
