@@ -42,7 +42,20 @@ from tests.fakes.slack_requests import (
 )
 
 SPEC = json.loads((VENDOR / "slack_web_openapi_v2.json").read_text())
-NOT_IN_SPEC = {"apps.connections.open"}  # Socket Mode came after the 2020 spec froze
+# Methods newer than the 2020 spec, each following its docs.slack.dev reference page (vendored in
+# tests/vendor/slack/methods/ and held to below): Socket Mode's apps.connections.open, and the
+# AI app methods at docs.slack.dev/reference/methods/<method>.
+NOT_IN_SPEC = {
+    "apps.connections.open",
+    "chat.startStream",
+    "chat.appendStream",
+    "chat.stopStream",
+    "assistant.threads.setStatus",
+    "assistant.threads.setSuggestedPrompts",
+    "assistant.threads.setTitle",
+    "files.getUploadURLExternal",
+    "files.completeUploadExternal",
+}
 # Slack takes POST for every method; slack_sdk posts auth.test and GETs the three others.
 GET_ONLY_IN_SPEC = {"auth.test", "users.info", "conversations.info", "conversations.members"}
 # Errors the fake answers with that a method's 2020 `error` enum lacks, each with why it is right.
@@ -52,6 +65,17 @@ UNLISTED_ERRORS = {
     "fatal_error": "the body of the fake's HTTP 500; the spec lists it only for some methods",
     "invalid_blocks": "documented now (docs.slack.dev/reference/methods/chat.postMessage)",
     "invalid_blocks_format": "documented for chat.* today, like invalid_blocks",
+}
+# Errors the new methods answer that their reference page's list lacks, each with why it is right.
+UNLISTED_PAGE_ERRORS = {
+    "invalid_arguments": "Slack's common error for a missing or malformed argument "
+    "(docs.slack.dev/reference/methods, Common errors on every page)",
+    "msg_too_long": "what Slack answers a stream past 12,000 characters of markdown_text "
+    "(CopilotKit/CopilotKit#6064, openclaw/openclaw#143882)",
+    "not_authed": "a Common error on every reference page",
+    "invalid_auth": "a Common error on every reference page",
+    "ratelimited": UNLISTED_ERRORS["ratelimited"],
+    "fatal_error": UNLISTED_ERRORS["fatal_error"],
 }
 # Block shapes the Java SDK's superset knows (it has no `context` text elements, for one): the
 # fake returns blocks as they were sent, so they are held to the superset with the rest.
@@ -143,6 +167,13 @@ def test_every_error_the_fake_answers_is_documented_for_its_method():
         assert unlisted <= set(UNLISTED_ERRORS), f"{method}: {sorted(unlisted)}"
 
 
+def test_the_new_methods_answer_only_errors_their_reference_page_documents():
+    for method in NOT_IN_SPEC - {"apps.connections.open"}:
+        page = json.loads((VENDOR / "methods" / f"{method}.json").read_text())
+        unlisted = (ERRORS[method] | COMMON_ERRORS) - set(page["errors"])
+        assert unlisted <= set(UNLISTED_PAGE_ERRORS), f"{method}: {sorted(unlisted)}"
+
+
 def test_injected_errors_must_be_documented_for_the_method(fake_slack):
     fake_slack.fail("chat.postMessage", "not_in_channel")
     fake_slack.fail("reactions.add", "already_reacted")
@@ -151,6 +182,9 @@ def test_injected_errors_must_be_documented_for_the_method(fake_slack):
         fake_slack.fail("chat.postMessage", "not_in_chanel")
     with pytest.raises(ValueError, match="does not serve"):
         fake_slack.fail("chat.scheduleMessage", "invalid_time")
+    fake_slack.fail("chat.startStream", "channel_type_not_supported")  # from its reference page
+    with pytest.raises(ValueError, match="not_a_code"):
+        fake_slack.fail("chat.appendStream", "not_a_code")
 
 
 async def test_responses_have_only_fields_slack_sends_with_its_types(fake_slack):
@@ -518,3 +552,230 @@ def test_block_actions_body_is_interactivity_as_slack_posts_it():
     assert payload["container"]["message_ts"] == payload["message"]["ts"] == "1700000000.000100"
     assert payload["container"]["channel_id"] == payload["channel"]["id"] == "C9"
     assert (payload["user"]["id"], payload["response_url"]) == ("W9", "http://x/response/2")
+
+
+# -- Slack's platform for AI apps, driven by slack_sdk's own helpers
+
+RECIPIENT = {"recipient_user_id": "W111", "recipient_team_id": "T111"}
+
+
+async def _question(client: AsyncWebClient, channel: str = "C111") -> str:
+    """The `ts` of a message to answer in its thread (the bot's own will do for the fake)."""
+    return (await client.chat_postMessage(channel=channel, text="What about retries?"))["ts"]
+
+
+async def test_chat_stream_buffers_appends_and_stops_with_blocks(fake_slack):
+    client = _client(fake_slack)
+    question = await _question(client)
+    stream = await client.chat_stream(
+        channel="C111", thread_ts=question, buffer_size=100, **RECIPIENT
+    )
+    parts = [f"part {n} " + "x" * 40 + "\n" for n in range(10)]  # 48 characters each
+    for part in parts:
+        await stream.append(markdown_text=part)
+    await stream.stop(blocks=BLOCKS, metadata={"event_type": "oi_answer", "event_payload": {}})
+
+    calls = [c.method for c in fake_slack.calls if c.method.startswith("chat.")]
+    # The helper posts once its buffer holds >= buffer_size characters: every third part here,
+    # the first flush starting the stream; stop() sends what is left.
+    assert calls == [
+        "chat.postMessage",
+        "chat.startStream",
+        "chat.appendStream",
+        "chat.appendStream",
+        "chat.stopStream",
+    ]
+    [start] = fake_slack.calls_to("chat.startStream")
+    assert start.args["chunks"] == [{"type": "markdown_text", "text": "".join(parts[:3])}]
+    assert "markdown_text" not in start.args  # slack-sdk 3.48 sends text only as chunks
+    assert (start.args["recipient_user_id"], start.args["recipient_team_id"]) == ("W111", "T111")
+    [answer] = fake_slack.messages("C111", question)[1:]
+    assert answer["ts"] == stream.ts
+    assert answer["text"] == "".join(parts)
+    assert answer["blocks"] == BLOCKS
+    assert answer["metadata"]["event_type"] == "oi_answer"
+    assert answer["streaming_state"] == "completed"
+    assert not fake_slack.is_streaming("C111", stream.ts)
+    texts = [c["text"] for c in fake_slack.stream_chunks("C111", stream.ts)]
+    assert "".join(texts) == "".join(parts)
+
+
+async def test_task_and_plan_chunks_are_kept_in_order(fake_slack):
+    client = _client(fake_slack)
+    question = await _question(client, channel="D111")  # a DM: no recipient needed
+    task = {"type": "task_update", "id": "read-1", "title": "Reading acme/payments#42"}
+    sources = [{"type": "url", "text": "acme/payments#42", "url": "https://github.com/acme"}]
+    started = await client.chat_startStream(
+        channel="D111", thread_ts=question, chunks=[{"type": "plan_update", "title": "Reading"}]
+    )
+    await client.chat_appendStream(
+        channel="D111", ts=started["ts"], chunks=[{**task, "status": "in_progress"}]
+    )
+    done = {**task, "status": "complete", "sources": sources}
+    await client.chat_appendStream(channel="D111", ts=started["ts"], chunks=[done])
+    await client.chat_appendStream(channel="D111", ts=started["ts"], markdown_text="*Summary*")
+    stopped = await client.chat_stopStream(channel="D111", ts=started["ts"])
+
+    kinds = [(c["type"], c.get("status")) for c in fake_slack.stream_chunks("D111", started["ts"])]
+    assert kinds == [
+        ("plan_update", None),
+        ("task_update", "in_progress"),
+        ("task_update", "complete"),
+        ("markdown_text", None),
+    ]
+    assert stopped["message"]["text"] == "*Summary*"
+    assert stopped["message"]["thread_ts"] == question
+
+
+async def test_a_stopped_or_expired_stream_refuses_appends_but_takes_updates(fake_slack):
+    client = _client(fake_slack)
+    question = await _question(client)
+    stopped = await client.chat_startStream(
+        channel="C111", thread_ts=question, markdown_text="one", **RECIPIENT
+    )
+    await client.chat_stopStream(channel="C111", ts=stopped["ts"])
+    expired = await client.chat_startStream(
+        channel="C111", thread_ts=question, markdown_text="Reading…", **RECIPIENT
+    )
+    fake_slack.expire_stream("C111", expired["ts"])
+
+    for ts in (stopped["ts"], expired["ts"]):
+        for call in (
+            client.chat_appendStream(channel="C111", ts=ts, markdown_text="more"),
+            client.chat_stopStream(channel="C111", ts=ts),
+        ):
+            with pytest.raises(SlackApiError) as refused:
+                await call
+            assert refused.value.response["error"] == "message_not_in_streaming_state"
+    updated = await client.chat_update(channel="C111", ts=expired["ts"], text="The answer")
+    assert updated["message"]["text"] == "The answer"
+    assert [m["text"] for m in fake_slack.messages("C111", question)][1:] == ["one", "The answer"]
+    with pytest.raises(ValueError, match="no open stream"):
+        fake_slack.expire_stream("C111", expired["ts"])
+
+
+async def test_streaming_refusals(fake_slack):
+    client = _client(fake_slack)
+    question = await _question(client)
+    stream = await client.chat_startStream(channel="C111", thread_ts=question, **RECIPIENT)
+    ts = stream["ts"]
+    refusals = {
+        "missing_recipient_user_id": client.chat_startStream(channel="C111", thread_ts=question),
+        "missing_recipient_team_id": client.chat_startStream(
+            channel="C111", thread_ts=question, recipient_user_id="W111"
+        ),
+        "invalid_arguments": client.api_call("chat.startStream", json={"channel": "D1"}),
+        "msg_too_long": client.chat_appendStream(channel="C111", ts=ts, markdown_text="x" * 12_001),
+        "invalid_chunks": client.chat_appendStream(
+            channel="C111", ts=ts, chunks=[{"type": "task_update", "title": "no id or status"}]
+        ),
+        "no_text": client.api_call("chat.appendStream", json={"channel": "C111", "ts": ts}),
+        "msg_blocks_too_many": client.chat_stopStream(
+            channel="C111", ts=ts, blocks=[{"type": "divider"}] * 51
+        ),
+        "message_not_found": client.chat_appendStream(
+            channel="C111", ts="1700000000.999999", markdown_text="x"
+        ),
+    }
+    for error, call in refusals.items():
+        with pytest.raises(SlackApiError) as refused:
+            await call
+        assert refused.value.response["error"] == error
+    assert fake_slack.is_streaming("C111", ts)  # nothing refused changed it
+
+    await client.chat_appendStream(channel="C111", ts=ts, markdown_text="x" * 12_000)
+    with pytest.raises(SlackApiError, match="msg_too_long"):  # the message is full
+        await client.chat_appendStream(channel="C111", ts=ts, markdown_text="y")
+    await client.chat_stopStream(channel="C111", ts=ts, blocks=[{"type": "divider"}] * 50)
+    assert fake_slack.messages("C111", question)[1]["text"] == "x" * 12_000
+
+
+async def test_a_429_on_append_is_retried_and_lands_once(fake_slack, monkeypatch):
+    monkeypatch.setattr(builtin_async_handlers, "random", SimpleNamespace(random=lambda: 0.0))
+    retry = AsyncRateLimitErrorRetryHandler(max_retry_count=1)
+    client = _client(fake_slack, retry_handlers=[retry])
+    question = await _question(client)
+    stream = await client.chat_startStream(channel="C111", thread_ts=question, **RECIPIENT)
+    fake_slack.rate_limit("chat.appendStream", retry_after=0)
+    await client.chat_appendStream(channel="C111", ts=stream["ts"], markdown_text="once")
+    assert [c.status for c in fake_slack.calls_to("chat.appendStream")] == [429, 200]
+    assert fake_slack.messages("C111", question)[1]["text"] == "once"
+
+
+async def test_assistant_thread_methods_are_recorded_and_validated(fake_slack):
+    client = _client(fake_slack)
+    prompts = [{"title": "Review a PR", "message": "Review acme/payments#42"}]
+    await client.assistant_threads_setStatus(
+        channel_id="D111",
+        thread_ts="1.1",
+        status="is reading acme/payments#42…",
+        loading_messages=["Reading…", "Thinking…"],
+    )
+    await client.assistant_threads_setTitle(channel_id="D111", thread_ts="1.1", title="Retries")
+    await client.assistant_threads_setSuggestedPrompts(
+        channel_id="D111", prompts=prompts, title="Ask the Backend Engineer"
+    )
+    assert fake_slack.assistant_thread("D111", "1.1") == {
+        "status": "is reading acme/payments#42…",
+        "loading_messages": ["Reading…", "Thinking…"],
+        "title": "Retries",
+    }
+    assert fake_slack.assistant_thread("D111") == {
+        "prompts": prompts,
+        "prompts_title": "Ask the Backend Engineer",
+    }
+    await client.assistant_threads_setStatus(channel_id="D111", thread_ts="1.1", status="")
+    assert fake_slack.assistant_thread("D111", "1.1")["status"] == ""  # cleared
+
+    refusals = {
+        "invalid_thread_ts": ("assistant.threads.setTitle", {"channel_id": "D1", "title": "t"}),
+        "channel_not_found": ("assistant.threads.setStatus", {"thread_ts": "1.1", "status": "s"}),
+        "invalid_arguments": (
+            "assistant.threads.setSuggestedPrompts",
+            {"channel_id": "D1", "prompts": [{"title": "no message"}]},
+        ),
+    }
+    for error, (method, body) in refusals.items():
+        with pytest.raises(SlackApiError) as refused:
+            await client.api_call(method, json=body)
+        assert refused.value.response["error"] == error
+
+
+async def test_files_upload_v2_uploads_and_shares_in_the_thread(fake_slack):
+    client = _client(fake_slack)
+    question = await _question(client)
+    content = "# The rest of the answer\n\n" + "détail " * 2_000
+    uploaded = await client.files_upload_v2(
+        channel="C111",
+        thread_ts=question,
+        filename="answer.md",
+        title="The whole answer",
+        content=content,
+        initial_comment="The rest is in this file.",
+    )
+
+    [upload] = fake_slack.uploaded_files()
+    assert uploaded["file"]["id"] == upload.id
+    assert (upload.name, upload.title) == ("answer.md", "The whole answer")
+    assert upload.content == content.encode()
+    assert upload.length == len(content.encode())
+    assert (upload.channel, upload.thread_ts) == ("C111", question)
+    [get_url] = fake_slack.calls_to("files.getUploadURLExternal")
+    assert get_url.args == {"filename": "answer.md", "length": str(len(content.encode()))}
+    [complete] = fake_slack.calls_to("files.completeUploadExternal")
+    assert json.loads(complete.args["files"]) == [{"id": upload.id, "title": "The whole answer"}]
+    shared = fake_slack.messages("C111", question)[-1]
+    assert shared["text"] == "The rest is in this file."
+    assert [f["name"] for f in shared["files"]] == ["answer.md"]
+
+
+async def test_file_upload_refusals(fake_slack):
+    client = _client(fake_slack)
+    with pytest.raises(SlackApiError, match="missing_argument"):
+        await client.files_getUploadURLExternal(filename="empty.md", length=0)
+    url = await client.files_getUploadURLExternal(filename="a.md", length=3)
+    with pytest.raises(SlackApiError, match="file_not_found"):  # nothing posted to the URL yet
+        await client.files_completeUploadExternal(files=[{"id": url["file_id"]}])
+    with pytest.raises(SlackApiError, match="file_not_found"):
+        await client.files_completeUploadExternal(files=[{"id": "F404"}])
+    assert fake_slack.uploaded_files()[0].content is None

@@ -10,6 +10,13 @@ HTTP 429 with `Retry-After` when rate limited, and the limits Slack enforces on 
 blocks, 40,000 characters of text). Messages are kept per channel so a test can read what a thread
 shows; every call is recorded, and a `threading.Condition` lets tests wait for calls without
 sleeping. Tests running async code call the waiting methods through `asyncio.to_thread`.
+
+It also serves Slack's platform for AI apps, as its reference pages (vendored in
+`tests/vendor/slack/methods/`) describe them: streamed messages (`chat.startStream`,
+`chat.appendStream`, `chat.stopStream`; `expire_stream` closes one as Slack does after ~5 minutes
+idle), the assistant thread methods (`assistant_thread` reads what they set), and
+`files_upload_v2`'s three steps (`files.getUploadURLExternal`, a POST of the bytes to the
+`upload_url` it gave, `files.completeUploadExternal`; `uploaded_files` reads them back).
 """
 
 from __future__ import annotations
@@ -32,6 +39,23 @@ VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "slack"
 
 MAX_BLOCKS = 50
 MAX_TEXT = 40_000
+# `markdown_text` a streaming call may carry (docs.slack.dev/reference/methods/chat.appendStream).
+# Slack also refuses a streamed message whose text grows past about as much in all, with
+# msg_too_long (measured by others: CopilotKit/CopilotKit#6064, openclaw/openclaw#143882); the
+# fake holds the whole message to the same figure.
+MAX_STREAM_TEXT = 12_000
+CHUNK_TYPES = frozenset({"markdown_text", "task_update", "plan_update", "blocks"})
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+_STREAM_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "invalid_arguments",
+        "invalid_chunks",
+        "invalid_blocks",
+        "msg_blocks_too_many",
+        "msg_too_long",
+    }
+)
 
 # Every error code the fake answers with on its own, per method. `fail()` may inject any other
 # code that Slack documents for the method (see `fail`).
@@ -76,6 +100,20 @@ ERRORS: dict[str, frozenset[str]] = {
     "users.info": frozenset({"user_not_found"}),
     "conversations.info": frozenset({"channel_not_found"}),
     "conversations.members": frozenset({"channel_not_found", "invalid_cursor"}),
+    "chat.startStream": _STREAM_ERRORS | {"missing_recipient_user_id", "missing_recipient_team_id"},
+    "chat.appendStream": _STREAM_ERRORS
+    | {"message_not_found", "message_not_in_streaming_state", "no_text"},
+    "chat.stopStream": _STREAM_ERRORS
+    | {"message_not_found", "message_not_in_streaming_state", "invalid_metadata_format"},
+    "assistant.threads.setStatus": frozenset(
+        {"channel_not_found", "invalid_thread_ts", "invalid_arguments"}
+    ),
+    "assistant.threads.setSuggestedPrompts": frozenset({"channel_not_found", "invalid_arguments"}),
+    "assistant.threads.setTitle": frozenset(
+        {"channel_not_found", "invalid_thread_ts", "invalid_arguments"}
+    ),
+    "files.getUploadURLExternal": frozenset({"missing_argument", "invalid_arguments"}),
+    "files.completeUploadExternal": frozenset({"file_not_found", "invalid_arguments"}),
 }
 # The people who act in Slack's sample payloads (tests/vendor/slack/samples).
 SAMPLE_USERS = ("U111", "U222", "UB111", "W111", "W222")
@@ -106,6 +144,22 @@ class SlackCall:
     @property
     def error(self) -> str | None:
         return None if self.response.get("ok", True) else self.response.get("error")
+
+
+@dataclass
+class UploadedFile:
+    """A file uploaded the way `files_upload_v2` does: its name and title, the bytes posted to its
+    `upload_url` (None until then), and, once completed, where it was shared."""
+
+    id: str
+    name: str
+    title: str
+    length: int
+    content: bytes | None = None
+    completed: bool = False
+    channel: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +194,10 @@ class FakeSlack:
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
         self._members: dict[str, list[str]] = {}
+        self._streams: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (channel, ts) -> chunks
+        self._open_streams: set[tuple[str, str]] = set()
+        self._assistant_threads: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._files: dict[str, UploadedFile] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -152,12 +210,21 @@ class FakeSlack:
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
+            "assistant.threads.setStatus": self._set_status,
+            "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
+            "assistant.threads.setTitle": self._set_title,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
         assert self._methods.keys() == ERRORS.keys(), "declare each method's errors in ERRORS"
         app = web.Application()
         app.router.add_post("/api/{method}", self._web_api)
         app.router.add_get("/api/{method}", self._web_api)  # slack_sdk GETs users.info & co.
         app.router.add_post("/response/{name:.*}", self._response_url)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_get("/socket-mode", self._socket_mode)
         self._server = ThreadedServer(app)
 
@@ -249,6 +316,28 @@ class FakeSlack:
         with self._condition:
             return list(self._reactions.get((channel, ts), []))
 
+    def stream_chunks(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """Every chunk a streamed message received, in order, from start to stop; `markdown_text`
+        arguments appear as the `markdown_text` chunks they are equivalent to."""
+        with self._condition:
+            return copy.deepcopy(self._streams.get((channel, ts), []))
+
+    def is_streaming(self, channel: str, ts: str) -> bool:
+        with self._condition:
+            return (channel, ts) in self._open_streams
+
+    def assistant_thread(self, channel_id: str, thread_ts: str | None = None) -> dict[str, Any]:
+        """What the assistant.threads.* methods last set on a thread (`status`,
+        `loading_messages`, `prompts`, `prompts_title`, `title`); `thread_ts` None: prompts set on
+        the agent DM without a thread."""
+        with self._condition:
+            return copy.deepcopy(self._assistant_threads.get((channel_id, thread_ts), {}))
+
+    def uploaded_files(self) -> list[UploadedFile]:
+        """Every file an upload URL was asked for, in order."""
+        with self._condition:
+            return copy.deepcopy(list(self._files.values()))
+
     @property
     def socket_acks(self) -> list[dict[str, Any]]:
         """Every message a Socket Mode client sent: its acks, `{"envelope_id": …, "payload": …}`."""
@@ -278,6 +367,16 @@ class FakeSlack:
     def server_error(self, method: str, times: int = 1) -> None:
         """HTTP 500, as in a Slack outage; slack_sdk's AsyncServerErrorRetryHandler retries it."""
         self._inject(method, _Reply(500, {"ok": False, "error": "fatal_error"}), times)
+
+    def expire_stream(self, channel: str, ts: str) -> None:
+        """Close a streamed message as Slack does once it has been idle for about 5 minutes: it
+        keeps what it showed, appends and stops answer message_not_in_streaming_state, and
+        chat.update still changes it (python-slack-sdk#1859)."""
+        with self._condition:
+            if (channel, ts) not in self._open_streams:
+                raise ValueError(f"no open stream {channel} {ts}")
+            self._open_streams.discard((channel, ts))
+            self._messages[channel][ts]["streaming_state"] = "completed"
 
     def _inject(self, method: str, reply: _Reply, times: int) -> None:
         with self._condition:
@@ -536,6 +635,160 @@ class FakeSlack:
         next_cursor = str(start + limit) if more else ""
         return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
 
+    # -- streamed messages (docs.slack.dev/reference/methods/chat.startStream and the two others)
+
+    def _start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A reply in `thread_ts`, streaming until stopped; outside a DM it is for one person."""
+        channel = _required(args, "channel", "channel_not_found")
+        thread_ts = _required(args, "thread_ts", "invalid_arguments")
+        if not channel.startswith("D"):
+            _required(args, "recipient_user_id", "missing_recipient_user_id")
+            _required(args, "recipient_team_id", "missing_recipient_team_id")
+        chunks = _stream_chunks(args)
+        ts = self._next_ts()
+        message = {**self._bot_message(), "ts": ts, "thread_ts": thread_ts}
+        parent = self._messages.get(channel, {}).get(thread_ts)
+        if parent is not None:
+            message["parent_user_id"] = parent["user"]
+        message["streaming_state"] = "in_progress"
+        _apply_chunks(message, chunks)
+        self._messages.setdefault(channel, {})[ts] = message
+        self._streams[(channel, ts)] = chunks
+        self._open_streams.add((channel, ts))
+        return {"channel": channel, "ts": ts}
+
+    def _append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = self._find_stream(args)
+        chunks = _stream_chunks(args)
+        if not chunks:
+            raise _Refusal("no_text")
+        message = copy.deepcopy(self._messages[channel][ts])
+        _apply_chunks(message, chunks)
+        self._messages[channel][ts] = message
+        self._streams[(channel, ts)].extend(chunks)
+        return {"channel": channel, "ts": ts}
+
+    def _stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The last chunks, then the final `blocks` (shown below the streamed text) and
+        `metadata`; the message stops streaming."""
+        channel, ts = self._find_stream(args)
+        chunks = _stream_chunks(args)
+        message = copy.deepcopy(self._messages[channel][ts])
+        _apply_chunks(message, chunks)
+        if args.get("blocks"):
+            blocks = _decoded(args["blocks"], "invalid_blocks")
+            message["blocks"] = _checked_blocks(
+                [*message.get("blocks", []), *_listed(blocks, "invalid_blocks")],
+                too_many="msg_blocks_too_many",
+            )
+        if args.get("metadata"):
+            metadata = _decoded(args["metadata"], "invalid_metadata_format")
+            if not isinstance(metadata, dict) or "event_type" not in metadata:
+                raise _Refusal("invalid_metadata_format")
+            message["metadata"] = metadata
+        message["streaming_state"] = "completed"
+        self._messages[channel][ts] = message
+        self._streams[(channel, ts)].extend(chunks)
+        self._open_streams.discard((channel, ts))
+        return {"channel": channel, "ts": ts, "message": message}
+
+    def _find_stream(self, args: dict[str, Any]) -> tuple[str, str]:
+        """A message `chat.startStream` began and that still streams."""
+        channel, ts = self._find(args)
+        if (channel, ts) not in self._open_streams:
+            raise _Refusal("message_not_in_streaming_state")
+        return channel, ts
+
+    # -- assistant threads (docs.slack.dev/reference/methods/assistant.threads.setStatus & co.)
+
+    def _set_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        """An empty `status` clears it, so only a missing one is refused."""
+        thread = self._assistant_thread(args, thread_required=True)
+        if not isinstance(args.get("status"), str):
+            raise _Refusal("invalid_arguments")
+        thread["status"] = args["status"]
+        loading = args.get("loading_messages")
+        thread["loading_messages"] = _json_list(loading, "invalid_arguments") if loading else []
+        return {}
+
+    def _set_suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        thread = self._assistant_thread(args, thread_required=False)
+        prompts = _json_list(args.get("prompts"), "invalid_arguments")
+        for prompt in prompts:
+            if not (isinstance(prompt, dict) and prompt.get("title") and prompt.get("message")):
+                raise _Refusal("invalid_arguments", "each prompt needs a title and a message")
+        thread["prompts"] = prompts
+        thread["prompts_title"] = args.get("title")
+        return {}
+
+    def _set_title(self, args: dict[str, Any]) -> dict[str, Any]:
+        thread = self._assistant_thread(args, thread_required=True)
+        thread["title"] = _required(args, "title", "invalid_arguments")
+        return {}
+
+    def _assistant_thread(self, args: dict[str, Any], *, thread_required: bool) -> dict[str, Any]:
+        channel_id = _required(args, "channel_id", "channel_not_found")
+        thread_ts = args.get("thread_ts") or None
+        if thread_required and thread_ts is None:
+            raise _Refusal("invalid_thread_ts")
+        return self._assistant_threads.setdefault((channel_id, thread_ts), {})
+
+    # -- file uploads (docs.slack.dev/reference/methods/files.getUploadURLExternal & complete…)
+
+    def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename = _required(args, "filename", "missing_argument")
+        length = str(_required(args, "length", "missing_argument"))
+        if not length.isdigit():
+            raise _Refusal("invalid_arguments")
+        if int(length) == 0:
+            raise _Refusal("missing_argument")
+        file_id = f"F{len(self._files) + 1:08d}"
+        self._files[file_id] = UploadedFile(file_id, filename, filename, int(length))
+        return {"upload_url": f"{self._server.url}/upload/v1/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Share the uploaded files, each as Slack lists it, in `channel_id` (in `thread_ts`),
+        where a message with `initial_comment` shows them."""
+        items = _json_list(args.get("files"), "invalid_arguments")
+        if not items:
+            raise _Refusal("invalid_arguments")
+        uploads = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _Refusal("invalid_arguments")
+            upload = self._files.get(str(item.get("id")))
+            if upload is None or upload.content is None or upload.completed:
+                raise _Refusal("file_not_found")
+            uploads.append((upload, item.get("title") or upload.name))
+        channel, thread_ts = args.get("channel_id") or None, args.get("thread_ts") or None
+        comment = args.get("initial_comment") or None
+        listed = []
+        for upload, title in uploads:
+            upload.title, upload.completed = title, True
+            upload.channel, upload.thread_ts, upload.initial_comment = channel, thread_ts, comment
+            listed.append({"id": upload.id, "title": title, "name": upload.name})
+        if channel is not None:
+            message = {**self._bot_message(), "ts": self._next_ts(), "text": comment or ""}
+            message.update({"files": listed, "upload": True})
+            if thread_ts is not None:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel, {})[message["ts"]] = message
+        return {"files": [{"id": f["id"], "title": f["title"]} for f in listed]}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The bytes of a file, posted to the `upload_url` files.getUploadURLExternal gave; Slack
+        answers in plain text."""
+        content = await request.read()
+        with self._condition:
+            upload = self._files.get(request.match_info["file_id"])
+            reply = _Reply(200, {"ok": True}) if upload else _Reply(404, {"ok": False})
+            if upload is not None:
+                upload.content = content
+            self._record("file_upload", {"bytes": len(content)}, request, reply)
+        if upload is None:
+            return web.Response(status=404, text="not found")
+        return web.Response(text=f"OK - {len(content)}")
+
     def _bot_message(self) -> dict[str, Any]:
         """A message as Slack returns one the bot posted with its bot token (`ts` still to come)."""
         return {
@@ -601,19 +854,85 @@ def _content(args: dict[str, Any]) -> dict[str, Any]:
                         "invalid_blocks_format" if key == "blocks" else "invalid_form_data"
                     ) from None
             content[key] = value
-    blocks = content.get("blocks", [])
-    if not isinstance(blocks, list):
-        raise _Refusal("invalid_blocks_format")
+    _checked_blocks(_listed(content.get("blocks", []), "invalid_blocks_format"))
+    if len(str(content.get("text", ""))) > MAX_TEXT:
+        raise _Refusal("msg_too_long")
+    return content
+
+
+def _checked_blocks(blocks: list[Any], too_many: str = "invalid_blocks") -> list[Any]:
+    """At most 50 blocks, each an object with a `type`; the streaming methods answer too many
+    with their own code, msg_blocks_too_many."""
     if len(blocks) > MAX_BLOCKS:
         detail = f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"
-        raise _Refusal("invalid_blocks", detail)
+        raise _Refusal(too_many, detail)
     for index, block in enumerate(blocks):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             detail = f"missing required field: type [json-pointer:/blocks/{index}]"
             raise _Refusal("invalid_blocks", detail)
-    if len(str(content.get("text", ""))) > MAX_TEXT:
+    return blocks
+
+
+def _decoded(value: Any, error: str) -> Any:
+    """A JSON argument: as sent in a JSON body, or decoded from a form or query string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise _Refusal(error) from None
+
+
+def _listed(value: Any, error: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Refusal(error)
+    return value
+
+
+def _json_list(value: Any, error: str) -> list[Any]:
+    """A JSON array argument, refused with `error` when missing or anything else."""
+    return _listed(_decoded(value or "", error), error)
+
+
+def _stream_chunks(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """A streaming call's content as chunks: its `markdown_text` first, then its `chunks`, each
+    of a type Slack knows with the fields it needs; at most 12,000 characters of text a call."""
+    chunks: list[dict[str, Any]] = []
+    if args.get("markdown_text"):
+        chunks.append({"type": "markdown_text", "text": str(args["markdown_text"])})
+    raw = args.get("chunks")
+    for chunk in _json_list(raw, "invalid_chunks") if raw else []:
+        if not isinstance(chunk, dict) or not _valid_chunk(chunk):
+            raise _Refusal("invalid_chunks")
+        chunks.append(chunk)
+    if sum(len(c["text"]) for c in chunks if c["type"] == "markdown_text") > MAX_STREAM_TEXT:
         raise _Refusal("msg_too_long")
-    return content
+    return chunks
+
+
+def _valid_chunk(chunk: dict[str, Any]) -> bool:
+    kind = chunk.get("type")
+    if kind == "markdown_text":
+        return isinstance(chunk.get("text"), str)
+    if kind == "task_update":
+        named = all(isinstance(chunk.get(f), str) and chunk[f] for f in ("id", "title"))
+        return named and chunk.get("status") in TASK_STATUSES
+    if kind == "plan_update":
+        return isinstance(chunk.get("title"), str)
+    return kind == "blocks" and isinstance(chunk.get("blocks"), list)
+
+
+def _apply_chunks(message: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+    """What the chunks add to a streamed message: text and blocks; tasks and plans show only in
+    Slack's own rendering (read them with `stream_chunks`)."""
+    for chunk in chunks:
+        if chunk["type"] == "markdown_text":
+            message["text"] += chunk["text"]
+        elif chunk["type"] == "blocks":
+            message["blocks"] = [*message.get("blocks", []), *chunk["blocks"]]
+    if len(message["text"]) > MAX_STREAM_TEXT:
+        raise _Refusal("msg_too_long")
+    _checked_blocks(message.get("blocks", []), too_many="msg_blocks_too_many")
 
 
 def _refused(error: str, *messages: str) -> _Reply:
@@ -663,10 +982,12 @@ def _spec() -> dict[str, Any]:
 
 
 def _spec_errors(method: str) -> frozenset[str] | None:
-    """The `error` enum the vendored Web API spec documents for a method, None where it has none."""
+    """The `error` enum the vendored Web API spec documents for a method, or the errors of its
+    vendored reference page for methods newer than the spec; None where neither has any."""
     operations = _spec()["paths"].get(f"/{method}")
     if not operations:
-        return None
+        page = VENDOR / "methods" / f"{method}.json"
+        return frozenset(json.loads(page.read_text())["errors"]) if page.exists() else None
     codes: set[str] = set()
     for operation in operations.values():
         schema = operation.get("responses", {}).get("default", {}).get("schema", {})
