@@ -45,6 +45,7 @@ from github.Organization import Organization
 from github.Repository import Repository
 from urllib3 import HTTPResponse, Retry
 
+from bot.cache import TimedCache
 from bot.config import ConfigError, Settings
 from bot.context.models import (
     PRIORITY_BACKGROUND,
@@ -148,7 +149,7 @@ class GitHubSource:
             lazy=True,
         )
         self._clients: list[github.Github] = []
-        self._visibility: dict[str, tuple[float, bool]] = {}  # repository -> (when, private)
+        self._visibility: TimedCache[bool] = TimedCache(ttl_seconds=_VISIBILITY_TTL_SECONDS)
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="github", initializer=self._open_client
@@ -211,14 +212,9 @@ class GitHubSource:
     async def _is_private(self, full_name: str, *, what: str) -> bool:
         """A repository's visibility, asked once a minute at most: questions about the same
         repository come in bursts, and each ask is a GET before anything else is read."""
-        key = full_name.lower()
-        now = time.monotonic()
-        known = self._visibility.get(key)
-        if known is not None and now - known[0] < _VISIBILITY_TTL_SECONDS:
-            return known[1]
-        private = await self._run(_is_private, full_name, what=what)
-        self._visibility[key] = (now, private)
-        return private
+        return await self._visibility.get(
+            full_name.lower(), lambda: self._run(_is_private, full_name, what=what)
+        )
 
     async def aclose(self) -> None:
         """Let calls in flight finish (each is bounded by the timeout), then close the clients."""

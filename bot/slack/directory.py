@@ -11,23 +11,20 @@ https://docs.slack.dev/apis/slack-connect/using-slack-connect-api-methods
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.cache import TimedCache
+
 log = structlog.get_logger(__name__)
 
-_T = TypeVar("_T")
-
 _TTL_SECONDS = 60.0
-_MAX_ENTRIES = 10_000
 _MEMBERS_PAGE = 1000  # conversations.members' largest page
 
 
@@ -62,9 +59,9 @@ class SlackDirectory:
         an outsider."""
         self._client = client
         self._home_team_id = home_team_id
-        self._people: _Cache[Person] = _Cache()
-        self._conversations: _Cache[Conversation] = _Cache()
-        self._members: _Cache[frozenset[str]] = _Cache()
+        self._people: TimedCache[Person] = TimedCache(ttl_seconds=_TTL_SECONDS)
+        self._conversations: TimedCache[Conversation] = TimedCache(ttl_seconds=_TTL_SECONDS)
+        self._members: TimedCache[frozenset[str]] = TimedCache(ttl_seconds=_TTL_SECONDS)
 
     async def person(self, user_id: str, *, team_id: str | None = None) -> Person:
         """`team_id`: the person's own team where Slack's payload names it (an event's
@@ -132,22 +129,3 @@ async def _data(call: Awaitable[AsyncSlackResponse], method: str) -> dict[str, A
         log.warning("slack.look_up_failed", method=method, slack_error=str(code))
         return None
     return response.data if isinstance(response.data, dict) else None
-
-
-class _Cache(Generic[_T]):
-    """Answers by key for `_TTL_SECONDS`, the oldest dropped past `_MAX_ENTRIES`."""
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[str, tuple[float, _T]] = OrderedDict()
-
-    async def get(self, key: str, look_up: Callable[[], Awaitable[_T]]) -> _T:
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < _TTL_SECONDS:
-            return entry[1]
-        value = await look_up()
-        self._entries[key] = (now, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > _MAX_ENTRIES:
-            self._entries.popitem(last=False)
-        return value
