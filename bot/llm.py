@@ -47,6 +47,7 @@ from bot.core.errors import (
     LLMUnavailableError,
     LLMUnreachableError,
 )
+from bot.core.engine import OnDraft
 from bot.core.persona import Persona
 from bot.core.prompt import build_messages, new_marker_tag
 
@@ -149,7 +150,7 @@ class LLMClient:
         await self._client.close()
 
     async def answer(
-        self, messages: list[Message], *, model: str | None = None
+        self, messages: list[Message], *, model: str | None = None, on_draft: OnDraft | None = None
     ) -> Reply:
         """One structured answer, or a typed `AnswerError` saying honestly why not."""
         model = model or self.default_model

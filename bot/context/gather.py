@@ -35,6 +35,7 @@ from bot.context.references import repository_problem, scan_references
 from bot.core.answer import Citation
 from bot.core.conversation import Grounding
 from bot.core.persona import Persona, SourceKind
+from bot.core.progress import SILENT, Progress, Step, StepState
 
 log = structlog.get_logger(__name__)
 
@@ -164,9 +165,11 @@ class ContextGatherer:
         reach: Reach,
         place: str = "this conversation",
         cached: Mapping[str, Sequence[Fetched]] = {},  # noqa: B006 (read-only)
+        progress: Progress = SILENT,
     ) -> Gathered:
         """`reach` says what may be read besides `links`; `place` names the conversation in
-        what was not read ("acme/secret is not linked to #general; …")."""
+        what was not read ("acme/secret is not linked to #general; …"). `progress` is told of
+        each source as it is read, and of each one that is not."""
         started = time.perf_counter()
         if reach is Reach.PUBLIC:
             links = Links()
@@ -176,16 +179,27 @@ class ContextGatherer:
             if _still_readable(key, items, links=links, reach=reach)
         }
         planned, missing = self._references(text, persona, links, reach, place, cached.keys())
+        for number, line in enumerate(dict.fromkeys(missing)):
+            await progress.step(Step(f"unread:{number}", _short(line), "error", detail=line))
+        for plan in planned:
+            if _key(plan.reference) in cached:
+                await progress.step(_reading(plan.reference, "complete", "read earlier here"))
         new = [plan for plan in planned if _key(plan.reference) not in cached]
-        results = await asyncio.gather(*(self._read(plan) for plan in new))
         fetched: dict[str, list[Fetched]] = {}
-        for plan, result in zip(new, results, strict=True):
+
+        async def read(plan: _Planned) -> None:
+            await progress.step(_reading(plan.reference, "in_progress"))
+            result = await self._read(plan)
+            if isinstance(result, PrivateSourceError):
+                result = _not_linked(plan.reference, reach, place)
             if isinstance(result, str):
                 missing.append(result)
-            elif isinstance(result, PrivateSourceError):
-                missing.append(_not_linked(plan.reference, reach, place))
+                await progress.step(_reading(plan.reference, "error", result))
             else:
                 fetched[_key(plan.reference)] = result
+                await progress.step(_reading(plan.reference, "complete", "done"))
+
+        await asyncio.gather(*(read(plan) for plan in new))
         missing = list(dict.fromkeys(missing))  # several links into one private repository
         reused = [one for items in cached.values() for one in items]
         everything = [*reused, *(one for items in fetched.values() for one in items)]
@@ -361,6 +375,29 @@ def _key(reference: Reference) -> str:
         lines = f"#L{reference.lines[0]}-L{reference.lines[1]}" if reference.lines else ""
         return f"github:{reference.kind}:{reference.full_name}:{detail}{lines}"
     return f"linear:{reference.kind}:{reference.key}"
+
+
+def _reading(reference: Reference, state: StepState, detail: str = "") -> Step:
+    url = reference.url
+    return Step(_key(reference), f"Reading {_name(reference)}", state, detail=detail, url=url)
+
+
+def _name(reference: Reference) -> str:
+    """How a step names a source: `acme/payments#42`, `acme/payments/src/retry.py`, `PAY-123`."""
+    if isinstance(reference, LinearReference):
+        return reference.key
+    if reference.number is not None:
+        return f"{reference.full_name}#{reference.number}"
+    if reference.path:
+        return f"{reference.full_name}/{reference.path}"
+    if reference.ref:
+        return f"{reference.full_name}@{reference.ref[:12]}"
+    return reference.full_name
+
+
+def _short(line: str) -> str:
+    """A step's title for a source not read: the line up to its first clause."""
+    return line.split(";", 1)[0]
 
 
 def _label(reference: Reference) -> str:

@@ -7,20 +7,27 @@ its own types; the front doors compose it with `bot.llm` and `bot.context`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from bot.core.answer import Reply
 from bot.core.conversation import Grounding, Message, Turn, trim_history
 from bot.core.persona import Persona
+from bot.core.progress import SILENT, Draft, Progress, writing_step
 from bot.core.prompt import build_messages, new_marker_tag
+
+# Called with each longer draft of the answer while the model writes it.
+OnDraft = Callable[[Draft], Awaitable[None]]
 
 
 class LanguageModel(Protocol):
     """What the engine needs of a model: one structured answer for these messages
-    (`bot.llm.LLMClient` is the OpenAI-compatible one), or an `AnswerError` saying why not."""
+    (`bot.llm.LLMClient` is the OpenAI-compatible one), or an `AnswerError` saying why not.
+    Where the model can stream, `on_draft` sees the answer grow; where not, it is not called."""
 
-    async def answer(self, messages: list[Message], *, model: str | None = None) -> Reply: ...
+    async def answer(
+        self, messages: list[Message], *, model: str | None = None, on_draft: OnDraft | None = None
+    ) -> Reply: ...
 
 
 class Engine:
@@ -37,6 +44,7 @@ class Engine:
         question: str,
         history: Sequence[Turn] = (),
         gathered: Grounding | None = None,
+        progress: Progress = SILENT,
     ) -> Reply:
         """Raises a `bot.core.errors.AnswerError` when no answer can be had.
 
@@ -53,7 +61,13 @@ class Engine:
             history=kept,
             context=gathered.items,
         )
-        reply = await self._llm.answer(messages, model=persona.model)
+        await progress.step(writing_step("in_progress"))
+        try:
+            reply = await self._llm.answer(messages, model=persona.model, on_draft=progress.draft)
+        except Exception:
+            await progress.step(writing_step("error"))
+            raise
+        await progress.step(writing_step("complete"))
         answer = reply.answer
         unread = [line for line in gathered.missing if line not in answer.missing_context]
         answer = answer.model_copy(update={"missing_context": [*answer.missing_context, *unread]})
