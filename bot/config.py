@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     )
 
     log_level: str | None = None
+    oi_slack_streaming: Literal["on", "off"] = Field(
+        default="on",
+        description="Stream steps and the answer (chat.startStream); off: placeholder, then update.",
+    )
+    oi_show_usage: bool = Field(
+        default=False, description="Token counts in each answer's footer (always in /metrics)."
+    )
     log_format: Literal["json", "console", "auto"] = "auto"
 
     oi_personas_dir: str | None = Field(
