@@ -192,6 +192,8 @@ def _new_record(new: NewRequest) -> RequestRecord:
         error=None,
         reply_ts=None,
         continuation_ts=(),
+        reply_streamed=False,
+        attachment_file_id=None,
         attempts=1,
         interruptions=0,
     )

@@ -59,6 +59,8 @@ class RequestRecord(NewRequest):
     error: str | None
     reply_ts: str | None
     continuation_ts: tuple[str, ...]
+    reply_streamed: bool  # `reply_ts` was started as a stream (chat.startStream)
+    attachment_file_id: str | None  # the overflow file already shared for this answer
     attempts: int  # this try's number: crashes blamed on the request, plus one (`Store.acquire`)
     interruptions: int  # processes that died while it only waited
 

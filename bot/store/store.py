@@ -179,11 +179,12 @@ class Store:
         *,
         detail: str | None = None,
         reply_ts: str | None = None,
+        streamed: bool = False,
     ) -> None:
         """Move a request to `state`; a failure's detail is kept as its error. With `reply_ts`,
-        also records the placeholder message the answer will replace."""
+        also records the message the answer will replace or finish (`streamed`: a stream)."""
         await self._database.run(
-            lambda session: _transition(session, request_id, state, detail, reply_ts)
+            lambda session: _transition(session, request_id, state, detail, reply_ts, streamed)
         )
 
     async def reopen_failed(
@@ -355,6 +356,15 @@ class Store:
                 update(Request)
                 .where(Request.id == request_id)
                 .values(continuation_ts=",".join(continuation_ts), updated_at=utc_now())
+            )
+        )
+
+    async def set_attachment(self, request_id: str, file_id: str) -> None:
+        """The answer's overflow file, shared once: a resumed request does not share it again."""
+        await self._database.run(
+            lambda session: session.execute(
+                SET_REQUEST,
+                {"request_id": request_id, "attachment_file_id": file_id, "updated_at": utc_now()},
             )
         )
 
@@ -542,6 +552,7 @@ def _transition(
     state: RequestState,
     detail: str | None = None,
     reply_ts: str | None = None,
+    streamed: bool = False,
 ) -> None:
     now = utc_now()
     # gathering reads what the question refers to: at risk; thinking waits for the model: not
@@ -551,7 +562,7 @@ def _transition(
     if state in FINAL_STATES:
         values.update(lease_owner=None, lease_expires_at=None)
     if reply_ts is not None:
-        values["reply_ts"] = reply_ts
+        values.update(reply_ts=reply_ts, reply_streamed=streamed)
     session.execute(SET_REQUEST, {"request_id": request_id, **values})
     session.execute(
         ADD_TRANSITIONS, {"request_id": request_id, "state": state, "detail": detail, "at": now}

@@ -62,6 +62,10 @@ class Request(Base):
     error: Mapped[str | None] = mapped_column(Text)
     reply_ts: Mapped[str | None] = mapped_column(String(32))
     continuation_ts: Mapped[str] = mapped_column(Text, default="")
+    # the reply was started as a streamed message (chat.startStream), which may still stream
+    reply_streamed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the file holding an answer too long for its messages, once shared in the thread
+    attachment_file_id: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set while the request's own content is being worked on (reading what it refers to, turning
     # the model's reply into messages): a process dying then is blamed on it (`Store.acquire`).
