@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
 import os
 import pty
 import re
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from bot.core.answer import Answer, Reply, Usage
+from bot.core.persona import load_personas
+from bot.core.progress import Step, writing_step
 from bot.slack.render import render_usage
+from bot.terminal.live import LiveProgress
+from bot.terminal.render import render_reply
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER, FakeOpenAI
 
@@ -196,6 +208,7 @@ def test_repo_and_linear_team_flags_ground_the_answer_and_list_sources(
     assert "Charges cards." in sent and "Retries double-charge" in sent
     assert "Sources" in result.stdout and "PAY-7" in result.stdout
     assert fake_github.token not in result.stdout + result.stderr
+    assert "Reading" not in result.stdout + result.stderr  # into a pipe: no steps, the answer
 
 
 def test_the_terminal_reads_what_its_tokens_can_read_unlinked(
@@ -425,3 +438,221 @@ def test_log_lines_only_when_asked_and_unread_github_said_once(fake_openai):
             "backend-engineer", question, *flags, fake=fake_openai, GITHUB_TOKEN="ghp_x", **env
         )
         assert "Retrying" in loud.stderr and "github.unreadable" in loud.stderr
+
+
+# --- live: the steps and the answer as they come, on a terminal ---
+
+PERSONA = load_personas().get("backend-engineer")
+SPINNING = "[\u2800-\u28ff]"  # the braille frames of rich's "dots" spinner
+_CSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class _Terminal:
+    """`oi` on a pseudo-terminal of 100×40, as in a terminal window, read as it writes."""
+
+    def __init__(self, *args: str, env: dict[str, str], stderr_too: bool = True) -> None:
+        self._controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        inherited = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        self.process = subprocess.Popen(
+            [str(OI), *args],
+            stdout=terminal,
+            stderr=terminal if stderr_too else subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**inherited, "TERM": "xterm-256color", **env},
+        )
+        os.close(terminal)
+        self.shown = b""
+        self._closed = False
+
+    @property
+    def text(self) -> str:
+        """What was written, without its styles and cursor moves: every frame, one after another."""
+        return _CSI.sub("", self.shown.decode(errors="replace")).replace("\r", "")
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text):
+            left = deadline - time.monotonic()
+            assert left > 0 and not self._closed, f"never shown: {pattern!r} in\n{self.text}"
+            self._read(left)
+
+    def finish(self) -> int:
+        while not self._closed:
+            self._read(60)
+        os.close(self._controller)
+        return self.process.wait(timeout=60)
+
+    def _read(self, timeout: float) -> None:
+        ready, _, _ = select.select([self._controller], [], [], timeout)
+        if not ready:
+            return
+        try:
+            chunk = os.read(self._controller, 4096)
+        except OSError:  # the terminal's other end closed
+            chunk = b""
+        self.shown += chunk
+        self._closed = not chunk
+
+
+def test_a_terminal_sees_each_source_read_then_the_answer_written(
+    fake_openai, fake_github, fake_linear
+):
+    """Each step shows as it is taken (a spinner), then how it went (✓, or ✗ and why)."""
+    fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
+    fake_github.hold("/repos/acme/payments")
+    fake_openai.script(openai_api.held(openai_api.answer()))
+    environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    oi = _Terminal(
+        "backend-engineer",
+        "review the retry design",
+        "--repo",
+        "acme/payments",
+        "--repo",
+        "acme/missing",
+        env={**environment, **_sources_env(fake_github, fake_linear)},
+    )
+    oi.wait_for(f"{SPINNING} Reading acme/payments\n")
+    oi.wait_for("✗ Reading acme/missing — GitHub repository acme/missing: not found")
+    assert "Writing the answer" not in oi.text
+    fake_github.release()
+    oi.wait_for(f"✓ Reading acme/payments — done\n(.*\n)*{SPINNING} Writing the answer")
+    assert "Summary" not in oi.text
+    fake_openai.release()
+    assert oi.finish() == 0
+    shown = oi.text
+    final = shown[shown.rindex("✓ Reading acme/payments") :]
+    assert re.match(
+        r"✓ Reading acme/payments — done\n✗ Reading acme/missing — .*\n(.*\n)?"
+        r"✓ Writing the answer\nBackend Engineer ─+\nSummary\n",
+        final,
+    ), final
+    assert VALID_ANSWER["summary"] in final and BOX_DRAWING & set(final)
+    assert "is thinking" not in shown  # one live display: no second spinner on stderr
+
+
+def test_json_on_a_terminal_is_the_json_alone(fake_openai, fake_github, fake_linear):
+    fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
+    environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    oi = _Terminal(
+        "backend-engineer",
+        "review the retry design",
+        "--json",
+        "--repo",
+        "acme/payments",
+        env={**environment, **_sources_env(fake_github, fake_linear)},
+        stderr_too=False,
+    )
+    assert oi.finish() == 0
+    assert b"\x1b" not in oi.shown
+    assert json.loads(oi.text) == VALID_ANSWER
+
+
+def test_a_failed_answer_leaves_its_steps_and_says_why_on_stderr(fake_openai):
+    fake_openai.script(openai_api.refusal("Not something I can review."))
+    environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    oi = _Terminal("backend-engineer", "review", env=environment, stderr_too=False)
+    assert oi.finish() == 1
+    assert oi.text.endswith("✗ Writing the answer\n")
+    assert oi.process.stderr is not None
+    assert "declined to answer" in oi.process.stderr.read().decode()
+
+
+async def test_steps_show_their_state_and_why_one_failed():
+    live = LiveProgress(Console(), persona=PERSONA)
+    await live.step(Step("a", "Reading acme/payments", "in_progress"))
+    await live.step(Step("b", "Reading PAY-7", "in_progress"))
+    await live.step(Step("c", "acme/secret is not linked", "error", detail=UNLINKED))
+    await live.step(Step("b", "Reading PAY-7", "error", detail="Could not read PAY-7: timeout"))
+    await live.step(writing_step("pending"))
+    lines = _frame(live).splitlines()
+    assert re.fullmatch(f"{SPINNING} Reading acme/payments", lines[0])
+    assert lines[1:] == [
+        "✗ Reading PAY-7 — Could not read PAY-7: timeout",
+        f"✗ {UNLINKED}",  # its title is the start of its reason: said once
+        "· Writing the answer",
+    ]
+    await live.step(Step("a", "Reading acme/payments", "complete", detail="done"))
+    assert _frame(live).splitlines()[0] == "✓ Reading acme/payments — done"
+
+
+UNLINKED = "acme/secret is not linked to #general; a workspace admin can `/oi link github …`"
+
+
+async def test_the_draft_shows_what_is_written_in_the_final_layout():
+    live = LiveProgress(Console(), persona=PERSONA)
+    await live.step(writing_step("in_progress"))
+    await live.draft({"summary": "Retries without idem"})
+    shown = _frame(live)
+    assert "Summary\n  Retries without idem\n" in shown and "Recommendation" not in shown
+    await live.draft({"summary": "Retries.", "recommendation": ""})  # begun, nothing written
+    assert "Recommendation" not in _frame(live)
+    await live.draft({"summary": "Retries.", "recommendation": "Add keys.", "rationale": []})
+    shown = _frame(live)
+    assert "Add keys." in shown and "Rationale" not in shown  # opened is not "(none)" yet
+    partial_action = {**VALID_ANSWER, "nextActions": [{"title": "Add idem"}, {}]}
+    del partial_action["missingContext"]
+    await live.draft(partial_action)
+    assert re.search(r"│ Add idem +│ +│ +│", _frame(live))
+    await live.draft({"summary": 42, "risks": ["one", 7, "two"]})  # a wrong shape is left out
+    shown = _frame(live)
+    assert "Summary" not in shown and "  • one\n  • two\n" in shown
+    await live.draft(VALID_ANSWER)
+    drafted = _frame(live).split("\n", 1)[1]  # after the step line
+    assert _final_rendering(VALID_ANSWER).startswith(drafted)
+
+
+async def test_model_text_in_a_draft_or_a_step_is_shown_literally():
+    live = LiveProgress(Console(), persona=PERSONA)
+    await live.step(Step("a", "Reading [bold]acme/x[/bold]", "error", detail="[red]gone[/]"))
+    await live.draft({"summary": "[bold red]not markup[/] \x1b]8;;https://evil\x1b\\x\x1b[2J"})
+    console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system="standard")
+    console.print(live)
+    written = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "[bold red]not markup[/]" in written and "Reading [bold]acme/x[/bold]" in written
+    assert "\x1b]8" not in written and "\x1b[2J" not in written
+    assert "␛]8;;https://evil␛\\x␛[2J" in written
+
+
+async def test_a_draft_taller_than_the_screen_shows_its_last_lines():
+    live = LiveProgress(Console(), persona=PERSONA)
+    await live.step(writing_step("in_progress"))
+    await live.draft({**VALID_ANSWER, "missingContext": [f"gap {n}" for n in range(30)]})
+    lines = _frame(live, height=12).splitlines()
+    assert len(lines) == 11  # a line to spare, so the cursor never scrolls the frame away
+    assert lines[-3:] == ["  • gap 28", "  • gap 29", ""]
+
+
+async def test_leaving_keeps_the_steps_and_lets_the_draft_go():
+    """The finished answer is printed below the steps as usual: the draft must not stay."""
+    console = Console(file=io.StringIO(), width=80)
+    with LiveProgress(console, persona=PERSONA) as live:
+        await live.step(Step("a", "Reading acme/payments", "complete", detail="done"))
+        await live.draft({"summary": "Retries without idem"})
+    assert _unpadded(console) == "✓ Reading acme/payments — done\n"
+
+
+def _frame(live: LiveProgress, *, height: int = 40) -> str:
+    """What the live display would draw now, as plain lines."""
+    console = Console(file=io.StringIO(), width=100, height=height, color_system=None)
+    console.print(live)
+    return _unpadded(console)
+
+
+def _final_rendering(answer: dict[str, object]) -> str:
+    reply = Reply(
+        answer=Answer.model_validate(answer),
+        model="m",
+        usage=Usage(),
+        latency_seconds=1,
+        attempts=1,
+    )
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    render_reply(console, persona=PERSONA, reply=reply)
+    return _unpadded(console)
+
+
+def _unpadded(console: Console) -> str:
+    """What a console wrote, without the spaces that pad its lines to its width."""
+    written: str = console.file.getvalue()  # type: ignore[attr-defined]
+    return "".join(f"{line.rstrip()}\n" for line in written.splitlines())

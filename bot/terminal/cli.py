@@ -1,5 +1,8 @@
 """The `oi` terminal command: the same grammar and engine as Slack, rendered for a terminal.
 
+On a terminal, each step and the answer show as they come (`LiveProgress`), then the answer as
+rendered in full; into a pipe or with `--json`, only the answer, as plain lines or JSON.
+
 Exit codes: 0 answered (or listed, or helped), 1 the answer failed, 2 bad usage or configuration,
 130 interrupted, 141 its reader left (`oi … | head`).
 """
@@ -11,8 +14,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version
 
 from rich.console import Console
@@ -32,8 +35,10 @@ from bot.core.commands import (
 from bot.core.engine import Engine
 from bot.core.errors import AnswerError
 from bot.core.persona import Persona, PersonaError, UnknownPersonaError, load_personas
+from bot.core.progress import SILENT, Progress
 from bot.llm import LLMClient, preview_request
 from bot.log import OFF, configure_logging, request_context
+from bot.terminal.live import LiveProgress
 from bot.terminal.render import plain_reply, render_personas, render_reply
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 0, 1, 2, 130, 141
@@ -183,7 +188,8 @@ def _ask(
         return EXIT_OK
     llm = LLMClient.from_settings(settings)
     links = Links(repositories=args.repo, linear_teams=args.linear_team)
-    reply = asyncio.run(_answer(settings, llm, persona, question, links, stderr))
+    live = stdout if stdout.is_interactive and not args.json else None
+    reply = asyncio.run(_answer(settings, llm, persona, question, links, live=live, stderr=stderr))
     if args.json:
         print(reply.answer.model_dump_json(indent=2))
     elif stdout.is_terminal:
@@ -199,20 +205,35 @@ async def _answer(
     persona: Persona,
     question: str,
     links: Links,
+    *,
+    live: Console | None,
     stderr: Console,
 ) -> Reply:
     """Read what the question refers to, then ask; the same two steps as in Slack."""
     gatherer = ContextGatherer.from_settings(settings)
     engine = Engine(llm=llm, history_token_budget=settings.oi_history_token_budget)
-    progress = (
-        stderr.status(f"{persona.title} is thinking…") if stderr.is_terminal else nullcontext()
-    )
     try:
-        with request_context(), progress:
+        with request_context(), _shown(persona, live=live, stderr=stderr) as progress:
             gathered = await gatherer.gather(
-                text=question, persona=persona, links=links, reach=Reach.TOKENS
+                text=question, persona=persona, links=links, reach=Reach.TOKENS, progress=progress
             )
-            return await engine.ask(persona=persona, question=question, gathered=gathered)
+            return await engine.ask(
+                persona=persona, question=question, gathered=gathered, progress=progress
+            )
     finally:
         await gatherer.aclose()
         await llm.aclose()
+
+
+@contextmanager
+def _shown(persona: Persona, *, live: Console | None, stderr: Console) -> Iterator[Progress]:
+    """Where the answer's progress shows: each step and the draft on the `live` terminal; else a
+    spinner on stderr when that is a terminal, so a pipe or `--json` gets the answer alone."""
+    if live is not None:
+        with LiveProgress(live, persona=persona) as progress:
+            yield progress
+    elif stderr.is_terminal:
+        with stderr.status(f"{persona.title} is thinking…"):
+            yield SILENT
+    else:
+        yield SILENT

@@ -1,5 +1,6 @@
 """A Reply rendered for a terminal with rich: headed sections, bullets, next actions as a table;
-for a pipe or a file, the same sections as plain lines (`plain_reply`).
+for a pipe or a file, the same sections as plain lines (`plain_reply`). While it is answered, its
+steps (`step_line`) and the answer so far (`draft_view`), laid out as the final rendering will be.
 
 Model and source text is wrapped in `Text` objects, so markup-like strings (`[link=…]`) print
 literally, and its control characters are shown as symbols (`_text`), so none reaches the terminal:
@@ -10,6 +11,8 @@ URLs print as the plain text they are; rich makes no link of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
@@ -18,32 +21,48 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from bot.core.answer import Reply
+from bot.core.answer import Answer, NextAction, Reply
 from bot.core.persona import Persona
+from bot.core.progress import Draft, Step, StepState
 
 # C0 and C1 control characters but newline and tab, and the bidirectional overrides that reorder
 # what a line shows.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A step's mark and its style, but while it is taken: then a spinner turns.
+_MARKS: dict[StepState, tuple[str, str]] = {
+    "pending": ("·", "dim"),
+    "complete": ("✓", "green"),
+    "error": ("✗", "red"),
+}
 
 
 def render_reply(console: Console, *, persona: Persona, reply: Reply) -> None:
-    answer = reply.answer
-    console.print(Rule(Text(persona.title, style="bold"), align="left"))
-    console.print(_section("Summary", _text(answer.summary)))
-    console.print(
-        _section(
-            "Recommendation",
-            Panel(_text(answer.recommendation, style="bold"), border_style="green", expand=False),
-        )
-    )
-    console.print(_section("Rationale", _bullets(answer.rationale)))
-    console.print(_section("Risks", _bullets(answer.risks)))
-    console.print(_section("Next actions", _next_actions_table(reply)))
-    console.print(_section("Missing context", _bullets(answer.missing_context)))
+    console.print(_title(persona))
+    for section in _sections(_Written.of_answer(reply.answer)):
+        console.print(section)
     if reply.citations:
         sources = [f"{citation.title}: {citation.url}" for citation in reply.citations]
         console.print(_section("Sources", _bullets(sources)))
     console.print(_text(_footer(reply), style="dim"))
+
+
+def draft_view(*, persona: Persona, draft: Draft) -> RenderableType:
+    """The answer as far as the model has written it, in `render_reply`'s sections: those it
+    has begun, the last perhaps cut short."""
+    return Group(_title(persona), *_sections(_Written.of_draft(draft)))
+
+
+def step_line(step: Step, *, working: Text) -> Text:
+    """A step as one line: `working` (a spinner's frame) while it is taken, ✓ once done,
+    ✗ and why when it failed. Its words may quote the question, so they are shown as text."""
+    mark = working if step.state == "in_progress" else Text(*_MARKS[step.state])
+    line = Text.assemble(mark, " ")
+    if step.detail.startswith(step.title):  # a source not read: its line says it all
+        return line.append_text(_text(step.detail))
+    line.append_text(_text(step.title))
+    if step.detail:
+        line.append_text(_text(f" — {step.detail}", style="dim"))
+    return line
 
 
 def plain_reply(*, persona: Persona, reply: Reply) -> str:
@@ -82,6 +101,90 @@ def render_personas(console: Console, personas: list[Persona]) -> None:
         console.print(line, soft_wrap=True)
 
 
+@dataclass(frozen=True)
+class _Written:
+    """An answer's sections as far as they are written; None for one not begun."""
+
+    summary: str | None = None
+    recommendation: str | None = None
+    rationale: list[str] | None = None
+    risks: list[str] | None = None
+    next_actions: list[NextAction] | None = None
+    missing_context: list[str] | None = None
+
+    @classmethod
+    def of_answer(cls, answer: Answer) -> _Written:
+        return cls(
+            summary=answer.summary,
+            recommendation=answer.recommendation,
+            rationale=answer.rationale,
+            risks=answer.risks,
+            next_actions=answer.next_actions,
+            missing_context=answer.missing_context,
+        )
+
+    @classmethod
+    def of_draft(cls, draft: Draft) -> _Written:
+        """What of a draft can be shown: a value of the wrong shape is left out, and so is the
+        last one while it is still empty (a list just opened is not yet "(none)")."""
+        begun = dict(draft)
+        last = next(reversed(begun), None)
+        if last is not None and not begun[last]:
+            del begun[last]
+        return cls(
+            summary=_draft_string(begun.get("summary")),
+            recommendation=_draft_string(begun.get("recommendation")),
+            rationale=_draft_strings(begun.get("rationale")),
+            risks=_draft_strings(begun.get("risks")),
+            next_actions=_draft_actions(begun.get("nextActions")),
+            missing_context=_draft_strings(begun.get("missingContext")),
+        )
+
+
+def _draft_string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _draft_strings(value: object) -> list[str] | None:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else None
+
+
+def _draft_actions(value: object) -> list[NextAction] | None:
+    """The next actions begun so far: those whose title has begun, their fields as written."""
+    if not isinstance(value, list):
+        return None
+    return [
+        NextAction(
+            title=title,
+            owner=_draft_string(item.get("owner")) or "",
+            outcome=_draft_string(item.get("outcome")) or "",
+        )
+        for item in value
+        if isinstance(item, Mapping) and (title := _draft_string(item.get("title")))
+    ]
+
+
+def _title(persona: Persona) -> Rule:
+    return Rule(Text(persona.title, style="bold"), align="left")
+
+
+def _sections(written: _Written) -> Iterator[Group]:
+    """The answer's sections in the card's order, those written so far."""
+    if written.summary is not None:
+        yield _section("Summary", _text(written.summary))
+    if written.recommendation is not None:
+        recommendation = _text(written.recommendation, style="bold")
+        yield _section("Recommendation", Panel(recommendation, border_style="green", expand=False))
+    if written.rationale is not None:
+        yield _section("Rationale", _bullets(written.rationale))
+    if written.risks is not None:
+        yield _section("Risks", _bullets(written.risks))
+    if written.next_actions is not None:
+        yield _section("Next actions", _next_actions_table(written.next_actions))
+    if written.missing_context is not None:
+        yield _section("Missing context", _bullets(written.missing_context))
+
+
 def _section(title: str, body: RenderableType) -> Group:
     return Group(Text(title, style="bold underline"), Padding(body, (0, 0, 1, 2)))
 
@@ -92,8 +195,7 @@ def _bullets(items: list[str]) -> RenderableType:
     return Group(*(_text(f"• {item}") for item in items))
 
 
-def _next_actions_table(reply: Reply) -> RenderableType:
-    actions = reply.answer.next_actions
+def _next_actions_table(actions: list[NextAction]) -> RenderableType:
     if not actions:
         return Text("(none)", style="dim")
     table = Table(show_header=True, header_style="bold", show_lines=True)
