@@ -490,7 +490,7 @@ def test_signed_headers_pass_slacks_verifier():
 
 def test_every_sample_loads():
     names = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".json", ".txt"))
-    assert len(names) == 10
+    assert len(names) == 13
     for name in names:
         assert sample(name)
     assert sample("slash_command.form-urlencoded.txt") == sample("slash_command.fields.json")

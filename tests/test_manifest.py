@@ -39,6 +39,17 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.update": ("chat:write",),
     "chat.delete": ("chat:write",),
     "assistant.threads.setStatus": ("chat:write",),
+    "assistant.threads.setSuggestedPrompts": ("assistant:write",),
+    "assistant.threads.setTitle": ("assistant:write",),
+    # chat_stream: chat.startStream, chat.appendStream, chat.stopStream
+    "chat.stream": ("chat:write",),
+    "chat.startStream": ("chat:write",),
+    "chat.appendStream": ("chat:write",),
+    "chat.stopStream": ("chat:write",),
+    # files_upload_v2: files.getUploadURLExternal, then files.completeUploadExternal
+    "files.upload.v2": ("files:write",),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
     "reactions.add": ("reactions:write",),
     "reactions.remove": ("reactions:write",),
     "conversations.replies": HISTORY_SCOPES,
@@ -48,13 +59,19 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
     "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
 }
-EVENT_SCOPES = {
-    "app_mention": "app_mentions:read",
-    "message.channels": "channels:history",
-    "message.groups": "groups:history",
-    "message.im": "im:history",
+EVENT_SCOPES: dict[str, tuple[str, ...]] = {
+    "app_home_opened": (),
+    "app_mention": ("app_mentions:read",),
+    "assistant_thread_context_changed": (),
+    "assistant_thread_started": (),
+    "message.channels": ("channels:history",),
+    "message.groups": ("groups:history",),
+    "message.im": ("im:history",),
 }
 SLASH_COMMAND_SCOPE = "commands"
+# Scopes that no call needs but that change what a call may do; the code that relies on one
+# checks the token has it, by the scope's name, and that mention is the use.
+SCOPES_CHECKED_BY_NAME = frozenset({"chat:write.customize"})  # username and icon on a message
 
 # AsyncWebClient's Web API methods: `chat_postMessage` calls "chat.postMessage". Its helpers
 # (`chat_stream`, `files_upload_v2`) come out under their own names, to be mapped like the rest.
@@ -117,20 +134,36 @@ def manifest() -> dict[str, Any]:
     return yaml.safe_load((REPO / "manifest.yml").read_text())
 
 
+def scopes_named(root: Path) -> set[str]:
+    """The scopes of `SCOPES_CHECKED_BY_NAME` that the code under `root` names in a string."""
+    return {
+        node.value
+        for path in sorted(root.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Constant) and node.value in SCOPES_CHECKED_BY_NAME
+    }
+
+
 @pytest.fixture(scope="module")
 def called_in_bot() -> set[str]:
     return called_web_api_methods(REPO / "bot")
+
+
+@pytest.fixture(scope="module")
+def named_in_bot() -> set[str]:
+    return scopes_named(REPO / "bot")
 
 
 def bot_scopes(manifest: dict[str, Any]) -> set[str]:
     return set(manifest["oauth_config"]["scopes"]["bot"])
 
 
-def scopes_needed(manifest: dict[str, Any], called: set[str]) -> set[str]:
-    """Every bot scope the manifest's events and command and the code's Web API calls need."""
-    needed = {scope for method in called for scope in METHOD_SCOPES[method]}
+def scopes_needed(manifest: dict[str, Any], called: set[str], named: set[str]) -> set[str]:
+    """Every bot scope the manifest's events and command and the code's Web API calls need, and
+    those the code checks for by name."""
+    needed = {scope for method in called for scope in METHOD_SCOPES[method]} | named
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
-    needed |= {EVENT_SCOPES[event] for event in events}
+    needed |= {scope for event in events for scope in EVENT_SCOPES[event]}
     if manifest["features"].get("slash_commands"):
         needed.add(SLASH_COMMAND_SCOPE)
     return needed
@@ -197,13 +230,36 @@ def test_scanner_finds_sdk_method_calls_and_api_call_strings(tmp_path):
     }
 
 
-def test_every_web_api_call_in_bot_has_its_scope(manifest, called_in_bot):
+def test_scanner_finds_scopes_the_code_checks_for_by_name(tmp_path):
+    (tmp_path / "scopes.py").write_text(
+        'CUSTOMIZE = "chat:write.customize"\n'
+        '# "chat:write" in a comment, and a scope no one checks by name:\n'
+        'OTHER = "chat:write"\n'
+    )
+    assert scopes_named(tmp_path) == {"chat:write.customize"}
+    (tmp_path / "scopes.py").write_text("text = 'chat:write.customize is not a constant alone'\n")
+    assert scopes_named(tmp_path) == set()
+
+
+def test_every_web_api_call_in_bot_has_its_scope(manifest, called_in_bot, named_in_bot):
     unmapped = called_in_bot - METHOD_SCOPES.keys()
     assert not unmapped, f"add to METHOD_SCOPES with the bot scopes they need: {sorted(unmapped)}"
-    missing = scopes_needed(manifest, called_in_bot) - bot_scopes(manifest)
+    missing = scopes_needed(manifest, called_in_bot, named_in_bot) - bot_scopes(manifest)
     assert not missing, f"manifest.yml lacks bot scopes: {sorted(missing)}"
 
 
-def test_every_bot_scope_is_needed(manifest, called_in_bot):
-    unused = bot_scopes(manifest) - scopes_needed(manifest, called_in_bot)
+def test_every_bot_scope_is_needed(manifest, called_in_bot, named_in_bot):
+    unused = bot_scopes(manifest) - scopes_needed(manifest, called_in_bot, named_in_bot)
     assert not unused, f"no event, command or Web API call in bot/ needs: {sorted(unused)}"
+
+
+def test_the_dm_is_an_agent(manifest):
+    """Slack shows the DM as an agent (docs.slack.dev/ai/migrating-to-agent-messaging): the
+    messages tab, `agent_view` rather than the older `assistant_view`, and the events on which
+    oi suggests prompts in either."""
+    features = manifest["features"]
+    assert features["app_home"]["messages_tab_enabled"] is True
+    assert "assistant_view" not in features
+    assert features["agent_view"]["agent_description"].strip()
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    assert {"app_home_opened", "assistant_thread_started", "message.im"} <= set(events)

@@ -183,3 +183,41 @@ def test_link_prefixes_load(tmp_path):
     text = _card_text("sre", **{r"^allowed = \[\]": f"allowed = {json.dumps(prefixes)}"})
     assert load_persona(_write_card(tmp_path, "sre", text)).links.allowed == prefixes
     assert load_personas().get("backend-engineer").links.allowed == []
+
+
+@pytest.mark.parametrize(
+    "icon",
+    [
+        "gear",  # an emoji needs its colons
+        ":Gear:",  # Slack's emoji names are lower case
+        ":gear:\n",
+        "http://img.example/be.png",  # Slack fetches the icon: https only
+        "https:///be.png",
+        "https://user@img.example/be.png",
+        "https://img.example/b e.png",
+    ],
+)
+def test_icon_is_an_emoji_or_an_https_url(tmp_path, icon):
+    text = _card_text("sre").replace('icon = ":gear:"', f"icon = {json.dumps(icon)}")
+    path = _write_card(tmp_path, "sre", text)
+    with pytest.raises(PersonaError, match=r"field 'icon'.*not an icon"):
+        load_persona(path)
+
+
+@pytest.mark.parametrize("name", ["", " SRE", "SRE\nTeam", "x" * 81])
+def test_display_name_is_one_line(tmp_path, name):
+    text = _card_text("sre").replace(
+        'display_name = "Backend Engineer"', f"display_name = {json.dumps(name)}"
+    )
+    with pytest.raises(PersonaError, match=r"field 'display_name'"):
+        load_persona(_write_card(tmp_path, "sre", text))
+
+
+def test_display_name_and_icon_are_optional(tmp_path):
+    card = load_persona(CARD)
+    assert (card.display_name, card.icon) == ("Backend Engineer", ":gear:")
+    text = _card_text("sre", **{r"^display_name = .*$": "", r"^icon = .*$": ""})
+    bare = load_persona(_write_card(tmp_path, "sre", text))
+    assert (bare.display_name, bare.icon) == (None, None)
+    pictured = _card_text("sre", **{r"^icon = .*$": 'icon = "https://img.example/sre.png"'})
+    assert load_persona(_write_card(tmp_path / "b", "sre", pictured)).icon.startswith("https://")

@@ -7,6 +7,7 @@ Adding a persona means adding a card file, to `bot/personas/` or to a folder nam
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,9 @@ from bot.core.answer import Answer
 BUILTIN_PERSONAS_DIR = Path(__file__).resolve().parent.parent / "personas"
 
 SourceKind = Literal["github", "linear"]
+
+# An emoji by its name, as Slack writes one (`:gear:`, `:+1:`, `:male-technologist:`).
+_EMOJI = re.compile(r":[a-z0-9_+'-]+:")
 
 
 class PersonaError(Exception):
@@ -107,6 +111,30 @@ class Persona(_Card):
     metadata: dict[str, str] = {}
     model: str | None = Field(default=None, description="Overrides OPENAI_MODEL for this persona.")
     links: LinkRules = LinkRules()
+    # Who the persona's chat messages say they are from, where the front door may choose (else
+    # its title and the app's own icon). A name is one line, at most as long as Slack allows a
+    # person's display name; an icon is an emoji (`:gear:`) or an https URL of an image.
+    display_name: str | None = Field(default=None, max_length=80, pattern=r"^\S(.*\S)?$")
+    icon: str | None = None
+
+    @field_validator("icon")
+    @classmethod
+    def _emoji_or_https(cls, icon: str | None) -> str | None:
+        if icon is None or _EMOJI.fullmatch(icon) or _https_url(icon):
+            return icon
+        raise ValueError(
+            f"{icon!r} is not an icon: write an emoji as :name: (e.g. :gear:) or an https URL"
+        )
+
+
+def _https_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return (
+        parts.scheme == "https"
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and not any(char.isspace() or char in "<>|\\" for char in url)
+    )
 
 
 def load_persona(path: Path) -> Persona:

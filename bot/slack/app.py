@@ -7,7 +7,7 @@ import logging
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.listeners import actions, messages, slash_command
+from bot.slack.listeners import actions, assistant, messages, slash_command
 from bot.slack.services import SlackServices
 
 
@@ -25,4 +25,5 @@ def build_slack_app(
     slash_command.register(app, services)
     messages.register(app, services)
     actions.register(app, services)
+    assistant.register(app, services)
     return app

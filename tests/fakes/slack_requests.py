@@ -90,6 +90,29 @@ def event_body(
     return json.dumps(body)
 
 
+def assistant_thread_event(
+    type: str = "assistant_thread_started",
+    *,
+    channel: str = "D111",
+    thread_ts: str = "1726133698.626339",
+    user: str = "W111",
+) -> dict[str, Any]:
+    """`user` started (or, with `assistant_thread_context_changed`, looked elsewhere beside) the
+    thread `thread_ts` of their DM `channel` with the bot, in Slack's older assistant view."""
+    event = sample(f"{type}.json")["event"]
+    event["assistant_thread"].update(channel_id=channel, thread_ts=thread_ts, user_id=user)
+    return event
+
+
+def app_home_opened_event(
+    *, tab: str = "messages", channel: str = "D111", user: str = "W111"
+) -> dict[str, Any]:
+    """`user` opened the bot's App Home on `tab`: `messages` is the DM, the agent view's."""
+    event = sample("app_home_opened.messages.json")["event"]
+    event.update(tab=tab, channel=channel, user=user)
+    return event
+
+
 def block_actions_body(
     action_id: str,
     value: str,
