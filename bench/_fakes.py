@@ -4,7 +4,7 @@ Each fake gets an aiohttp middleware that sleeps `latency` seconds before answer
 how a remote vendor looks from the bot; the fake then behaves exactly as in the tests. The Slack
 fake also timestamps every call it records (`perf_counter`, the clock the benches send with), so
 "the answer landed in Slack" has a time, and the LLM fake counts how many requests it holds at
-once.
+once, and when each chunk of a streamed answer went out.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class SlowOpenAI(FakeOpenAI):
 
         _add_latency(self, latency)
         self._server._app.middlewares.insert(0, count)  # outermost: the latency counts as held
+        self.chunk_times: list[float] = []  # when each streamed chunk went out, in order
+
+    async def _pace(self, scripted: Any, *, first: bool) -> None:
+        await super()._pace(scripted, first=first)
+        self.chunk_times.append(time.perf_counter())
 
 
 class SlowGitHub(FakeGitHub):

@@ -45,6 +45,7 @@ from bot.slack.client import create_web_client
 from bot.slack.directory import SlackDirectory
 from bot.slack.responder import AnswerLimits, Responder
 from bot.slack.services import SlackServices
+from bot.slack.assistant import can_customize
 from bot.slack.thread import ThreadMessages
 from bot.store import Store
 
@@ -144,14 +145,19 @@ class BotServer:
             base_url=settings.slack_api_url,
             session=session,
         )
-        bot_user_id, team_id = await self._identity()
+        bot_user_id, team_id, scopes = await self._identity()
         directory = SlackDirectory(client=self.client, home_team_id=team_id)
         access = AccessPolicy.from_settings(settings)
         llm = LLMClient.from_settings(settings)
         opened.push_async_callback(llm.aclose)
         gatherer = ContextGatherer.from_settings(settings)
         opened.push_async_callback(gatherer.aclose)
-        messages = ThreadMessages(client=self.client, store=self.store)
+        messages = ThreadMessages(
+            client=self.client,
+            store=self.store,
+            streaming=settings.oi_slack_streaming == "on",
+            customize=can_customize(scopes),
+        )
         self._responder = Responder(
             messages=messages,
             store=self.store,
@@ -166,6 +172,7 @@ class BotServer:
                 deadline_seconds=settings.oi_request_deadline_seconds,
                 daily_token_budget=settings.oi_daily_token_budget,
                 max_attempts=settings.oi_max_attempts,
+                show_usage=settings.oi_show_usage,
             ),
             directory=directory,
             access=access,
@@ -297,9 +304,9 @@ class BotServer:
             self.tasks.spawn(self._responder.resume(request), name=f"resume-{request.id}")
         return resumed
 
-    async def _identity(self) -> tuple[str, str | None]:
-        """The bot's user ID, and the team that installed it (whose members are not outsiders;
-        Slack names it for every workspace install)."""
+    async def _identity(self) -> tuple[str, str | None, str]:
+        """The bot's user ID, the team that installed it (whose members are not outsiders;
+        Slack names it for every workspace install), and the scopes its token has."""
         try:
             identity = await self.client.auth_test()
         except SlackApiError as error:
@@ -311,7 +318,8 @@ class BotServer:
                 f"Slack could not be reached at SLACK_API_URL={self._settings.slack_api_url} "
                 f"({_first_line(error)})"
             ) from None
-        return str(identity["user_id"]), identity.get("team_id")
+        scopes = identity.headers.get("x-oauth-scopes") or identity.headers.get("X-OAuth-Scopes")
+        return str(identity["user_id"]), identity.get("team_id"), scopes or ""
 
     async def _check_app_token(self, app_token: str) -> None:
         """A refused app-level token is one line at start: Socket Mode's client would retry it

@@ -54,6 +54,9 @@ def bot_settings(
         database_url=database_url,
         port=0,
         oi_shutdown_grace_seconds=5,
+        # The placeholder-then-update path, which most tests read most simply; the streamed
+        # path (the default) is tests/test_live_answers.py's and tests/faults/test_streams.py's.
+        oi_slack_streaming="off",
     )
     values.update(overrides)
     return Settings(**values)

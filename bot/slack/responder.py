@@ -1,8 +1,9 @@
 """Answering a claimed request in its Slack thread: progress at once, then the answer or a failure.
 
 The life of a request (DESIGN.md): received → gathering → thinking → answered | failed, each
-transition stored. A placeholder message shows progress and is replaced by the answer (or by an
-honest failure message with a "Try again" button), so the thread never stays silent.
+transition stored. A reply shows at once and follows the work (`bot.slack.live`: each source read,
+then the answer as the model writes it), and is replaced by the finished answer (or by an honest
+failure message with a "Try again" button), so the thread never stays silent.
 
 Nothing is lost and nothing is posted twice: the request's lease is held while it runs
 (`bot.slack.lease`, handed back if the process stops), and every message posted is recorded
@@ -34,7 +35,8 @@ from bot.slack.access import OUTSIDERS_DENIED, AccessPolicy, place
 from bot.slack.directory import SlackDirectory
 from bot.slack.lease import held_lease
 from bot.slack.render import render_failure, render_reply
-from bot.slack.thread import ThreadMessages
+from bot.slack.live import LiveReply
+from bot.slack.thread import MEMBERSHIP_ERRORS, ThreadMessages
 from bot.store import RequestRecord, Store, ThreadMemory
 
 log = structlog.get_logger(__name__)
@@ -43,7 +45,6 @@ NOT_IN_CHANNEL = (
     "I'm not a member of this channel yet. Invite me with `/invite @oi`, then ask again."
 )
 BUSY = "I'm answering too many questions right now. Please try again in a minute."
-_MEMBERSHIP_ERRORS = {"not_in_channel", "channel_not_found", "is_archived"}
 # Answers starting at once (posting the question and placeholder, reading the thread), and
 # finishing at once (storing, rendering and posting the answer); the rest wait their turn.
 # asyncio runs ready work in arrival order, not by priority: unbounded, a burst of answers would
@@ -73,6 +74,7 @@ class AnswerLimits:
     deadline_seconds: float
     daily_token_budget: int  # 0: no budget
     max_attempts: int  # tries a resumed request may use up (OI_MAX_ATTEMPTS)
+    show_usage: bool = False  # token counts in each answer's footer (OI_SHOW_USAGE)
 
 
 class _Refused(Exception):
@@ -207,12 +209,28 @@ class Responder:
                 persona.name,
                 request_id=None if request.thread_ts else request.id,
             )
-            reply_ts = await self._messages.show_progress(request, persona, thread_ts)
+            live = await self._messages.start_reply(request, persona, thread_ts)
+        try:
+            return await self._answer_live(request, persona, memory, reach, live, thread_ts)
+        finally:
+            await live.quiet()
+
+    async def _answer_live(
+        self,
+        request: RequestRecord,
+        persona: Persona,
+        memory: ThreadMemory,
+        reach: Reach,
+        live: LiveReply,
+        thread_ts: str,
+    ) -> Outcome:
+        """Gather and think while `live` shows each step and the answer as it is written."""
         thread = memory.thread
-        gathered = await self._gather(request, persona, memory, reach)
+        gathered = await self._gather(request, persona, memory, reach, live)
+        live.cite(gathered.citations)
         try:
             reply, reserved = await self._think(
-                request, persona, thread.id, history=memory.history, gathered=gathered
+                request, persona, thread.id, history=memory.history, gathered=gathered, live=live
             )
         except _Refused as refused:
             log.warning("request.refused", reason=refused.detail)
@@ -223,10 +241,14 @@ class Responder:
             await self._store.record_answer(
                 request, thread.id, reply.answer, day=_today(), tokens=used
             )
-            messages = render_reply(persona=persona, reply=reply, request_id=request.id)
-            await self._messages.show_answer(
-                request, messages, reply_ts=reply_ts, thread_ts=thread_ts
+            rendered = render_reply(
+                persona=persona,
+                reply=reply,
+                request_id=request.id,
+                question=request.question,
+                show_usage=self._limits.show_usage,
             )
+            await self._messages.show_answer(request, rendered, live=live, thread_ts=thread_ts)
             await self._store.transition(request.id, "answered")
         return "answered"
 
@@ -238,6 +260,7 @@ class Responder:
         *,
         history: Sequence[Turn],
         gathered: Gathered,
+        live: LiveReply,
     ) -> tuple[Reply, int]:
         """The LLM call, within the workspace's daily budget and the process's concurrency cap;
         with the reply, the tokens reserved for it from the budget.
@@ -260,7 +283,11 @@ class Responder:
         try:
             async with self._concurrency.slot():
                 reply = await self._engine.ask(
-                    persona=persona, question=request.question, history=history, gathered=gathered
+                    persona=persona,
+                    question=request.question,
+                    history=history,
+                    gathered=gathered,
+                    progress=live,
                 )
         except BusyError:
             if reserved:
@@ -272,7 +299,12 @@ class Responder:
         return reply, reserved
 
     async def _gather(
-        self, request: RequestRecord, persona: Persona, memory: ThreadMemory, reach: Reach
+        self,
+        request: RequestRecord,
+        persona: Persona,
+        memory: ThreadMemory,
+        reach: Reach,
+        live: LiveReply,
     ) -> Gathered:
         """Read what the question and the channel's links refer to, or the thread read before;
         `reach` says what the asker may read beyond the links."""
@@ -287,6 +319,7 @@ class Responder:
             reach=reach,
             place=place(request.channel_id),
             cached=memory.cached,
+            progress=live,
         )
         self._metrics.context_seconds.observe(time.perf_counter() - started)
         return gathered
@@ -298,7 +331,7 @@ class Responder:
         code = str(error.response.get("error", "unknown_error"))
         log.warning("request.slack_failed", slack_error=code)
         await self._store.transition(request.id, "failed", detail=f"Slack: {code}")
-        if code in _MEMBERSHIP_ERRORS and response_url:
+        if code in MEMBERSHIP_ERRORS and response_url:
             await self._messages.tell_by_response_url(response_url, NOT_IN_CHANNEL)
         return "failed"
 

@@ -1,30 +1,68 @@
 """What a request shows in its Slack thread, each message recorded as it is posted.
 
 A slash command's question is posted to the channel (it leaves no message to thread under), a
-placeholder shows at once that the persona is on it, and the answer replaces the placeholder,
-continued in further messages when it is long; a failure replaces it too. Every `ts` is stored
-as soon as Slack gives it, so a resumed request updates what an earlier attempt posted instead
-of posting it again.
+reply shows at once that the persona is on it (a stream of its steps and its answer, or a
+placeholder: `bot.slack.live`), and the finished answer replaces it, continued in further messages
+when it is long and in a file when even three are not enough; a failure replaces it too. Every
+`ts` is stored as soon as Slack gives it, so a resumed request updates what an earlier attempt
+posted instead of posting it again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.core.persona import Persona
-from bot.slack.render import SlackMessage, render_progress, render_question
+from bot.slack.assistant import author, set_title
+from bot.slack.live import LiveReply, end_stream, open_stream
+from bot.slack.render import (
+    MarkdownFile,
+    RenderedReply,
+    SlackMessage,
+    render_progress,
+    render_question,
+)
 from bot.store import RequestRecord, Store
+
+log = structlog.get_logger(__name__)
+
+# Slack's answers that mean the bot cannot post in the channel at all.
+MEMBERSHIP_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+# chat.startStream refusals that hold for every conversation of the workspace: an older Slack,
+# a token or scope that may not stream, an Enterprise key policy.
+_STREAMING_UNAVAILABLE = frozenset(
+    {
+        "unknown_method",
+        "method_deprecated",
+        "not_allowed_token_type",
+        "missing_scope",
+        "ekm_access_denied",
+    }
+)
 
 
 class ThreadMessages:
     """Posts, updates and removes a request's messages, and keeps the store's record of them."""
 
-    def __init__(self, *, client: AsyncWebClient, store: Store) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        store: Store,
+        streaming: bool = True,
+        customize: bool = False,
+    ) -> None:
         self._client = client
         self._store = store
+        self._streaming = streaming
+        self._customize = customize  # the app may post as each persona (chat:write.customize)
+        self._no_streaming: set[str] = set()  # workspaces whose Slack refused chat.startStream
 
     async def post_question(self, request: RequestRecord, persona: Persona) -> str:
         """A slash command's question, posted to the channel so the answer can thread under it;
@@ -34,42 +72,72 @@ class ThreadMessages:
         )
         return await self._post(request.channel_id, None, message)
 
-    async def show_progress(self, request: RequestRecord, persona: Persona, thread_ts: str) -> str:
-        """The placeholder the answer replaces (a retried or resumed request reuses its own),
-        recorded with the move to `gathering`; its `ts`."""
-        progress = render_progress(persona=persona)
+    async def start_reply(
+        self, request: RequestRecord, persona: Persona, thread_ts: str
+    ) -> LiveReply:
+        """The reply the answer will finish, recorded with the move to `gathering`: a stream
+        where Slack takes one, else a placeholder. A retried or resumed request reuses the
+        message an earlier attempt left (stopping its stream first), never starting a second."""
+        channel = request.channel_id
+        if request.kind == "direct":
+            await set_title(self._client, channel=channel, thread_ts=thread_ts, title=request.question)
+        stream = None
         if request.reply_ts:
-            await self._update(request.channel_id, request.reply_ts, progress)
-            await self._store.transition(request.id, "gathering")
-            return request.reply_ts
-        reply_ts = await self._post(request.channel_id, thread_ts, progress)
-        await self._store.transition(request.id, "gathering", reply_ts=reply_ts)
-        return reply_ts
+            ts = request.reply_ts
+            if request.reply_streamed:
+                await end_stream(self._client, channel=channel, ts=ts)
+            await self._update(channel, ts, render_progress(persona=persona))
+        elif self._streaming and request.team_id not in self._no_streaming:
+            stream = await self._open_stream(request, persona, thread_ts)
+        if request.reply_ts:
+            await self._store.transition(request.id, "gathering", reply_ts=ts, streamed=False)
+        elif stream is not None and stream.ts:
+            ts = stream.ts
+            await self._store.transition(request.id, "gathering", reply_ts=ts, streamed=True)
+        else:
+            ts = await self._post(channel, thread_ts, render_progress(persona=persona), persona)
+            await self._store.transition(request.id, "gathering", reply_ts=ts)
+        live = LiveReply(
+            client=self._client,
+            persona=persona,
+            channel=channel,
+            ts=ts,
+            thread_ts=thread_ts,
+            stream=stream,
+            status=True,
+        )
+        live.start()
+        return live
 
     async def show_answer(
-        self, request: RequestRecord, messages: list[SlackMessage], *, reply_ts: str, thread_ts: str
+        self, request: RequestRecord, rendered: RenderedReply, *, live: LiveReply, thread_ts: str
     ) -> None:
-        """The answer in place of the placeholder, and its further messages: those an earlier
+        """The answer in place of the reply, and its further messages: those an earlier
         attempt posted are updated, the rest posted and recorded one by one, and any left over
-        from a longer answer removed."""
-        first, *rest = messages
-        await self._update(request.channel_id, reply_ts, first)
+        from a longer answer removed. What no message holds goes in a file, shared once."""
+        first, *rest = rendered.messages
+        await live.close(first)
+        await self._update(request.channel_id, live.ts, first)
         posted = list(request.continuation_ts)
         for index, message in enumerate(rest):
             if index < len(posted):
                 await self._update(request.channel_id, posted[index], message)
                 continue
-            posted.append(await self._post(request.channel_id, thread_ts, message))
+            posted.append(await self._post(request.channel_id, thread_ts, message, live.persona))
             await self._store.set_continuation_ts(request.id, posted)
         for stale in posted[len(rest) :]:
             await self._client.chat_delete(channel=request.channel_id, ts=stale)
         if len(posted) > len(rest):
             await self._store.set_continuation_ts(request.id, posted[: len(rest)])
+        if rendered.attachment is not None and request.attachment_file_id is None:
+            await self._share(request, rendered.attachment, thread_ts)
 
     async def show_failure(self, request: RequestRecord, failure: SlackMessage) -> None:
         """A failure in place of the placeholder, or in the thread when there is none yet."""
         current = await self._store.get_request(request.id) or request
         if current.reply_ts:
+            if current.reply_streamed:
+                await end_stream(self._client, channel=request.channel_id, ts=current.reply_ts)
             await self._update(request.channel_id, current.reply_ts, failure)
         elif current.thread_ts:
             await self._post(request.channel_id, current.thread_ts, failure)
@@ -94,7 +162,48 @@ class ThreadMessages:
             text=text, response_type="ephemeral"
         )
 
-    async def _post(self, channel: str, thread_ts: str | None, message: SlackMessage) -> str:
+    async def _open_stream(
+        self, request: RequestRecord, persona: Persona, thread_ts: str
+    ) -> AsyncChatStream | None:
+        """A stream for the asker, or None where Slack refuses to stream here; where it refuses
+        for the whole workspace (`_STREAMING_UNAVAILABLE`), this process asks no more for it.
+        A rate limit or a channel the bot cannot post in is raised as it is."""
+        try:
+            return await open_stream(
+                self._client,
+                channel=request.channel_id,
+                thread_ts=thread_ts,
+                recipient_user_id=request.user_id,
+                recipient_team_id=request.user_team_id or request.team_id,
+                author=author(persona, customize=self._customize),
+            )
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code == "ratelimited" or code in MEMBERSHIP_ERRORS:
+                raise
+            log.warning("reply.streaming_refused", slack_error=code)
+            if code in _STREAMING_UNAVAILABLE:
+                self._no_streaming.add(request.team_id)
+            return None
+
+    async def _share(self, request: RequestRecord, file: MarkdownFile, thread_ts: str) -> None:
+        response = await self._client.files_upload_v2(
+            channel=request.channel_id,
+            thread_ts=thread_ts,
+            content=file.content,
+            filename=file.filename,
+            title=file.title,
+        )
+        await self._store.set_attachment(request.id, str(response["file"]["id"]))
+
+    async def _post(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        message: SlackMessage,
+        persona: Persona | None = None,
+    ) -> str:
+        identity = author(persona, customize=self._customize) if persona else {}
         response = await self._client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
@@ -102,6 +211,7 @@ class ThreadMessages:
             blocks=message.blocks,
             unfurl_links=False,
             unfurl_media=False,
+            **identity,
         )
         return str(response["ts"])
 

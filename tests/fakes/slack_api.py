@@ -44,6 +44,23 @@ MAX_TEXT = 40_000
 # msg_too_long (measured by others: CopilotKit/CopilotKit#6064, openclaw/openclaw#143882); the
 # fake holds the whole message to the same figure.
 MAX_STREAM_TEXT = 12_000
+# The bot scopes the token has unless a test says otherwise: manifest.yml's.
+DEFAULT_SCOPES = (
+    "app_mentions:read",
+    "assistant:write",
+    "channels:history",
+    "channels:read",
+    "chat:write",
+    "chat:write.customize",
+    "commands",
+    "files:write",
+    "groups:history",
+    "groups:read",
+    "im:history",
+    "im:read",
+    "mpim:read",
+    "users:read",
+)
 CHUNK_TYPES = frozenset({"markdown_text", "task_update", "plan_update", "blocks"})
 TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
 _STREAM_ERRORS = frozenset(
@@ -120,7 +137,21 @@ SAMPLE_USERS = ("U111", "U222", "UB111", "W111", "W222")
 
 # Errors any method can answer: a missing or wrong token, and the bodies of `rate_limit()` (429)
 # and `server_error()` (500).
-COMMON_ERRORS = frozenset({"not_authed", "invalid_auth", "ratelimited", "fatal_error"})
+# Errors Slack documents for every Web API method (docs.slack.dev/reference/methods: "Common
+# errors"), besides each method's own.
+COMMON_ERRORS = frozenset(
+    {
+        "not_authed",
+        "invalid_auth",
+        "ratelimited",
+        "fatal_error",
+        "missing_scope",
+        "not_allowed_token_type",
+        "method_deprecated",
+        "ekm_access_denied",
+        "unknown_method",
+    }
+)
 
 _BOT_ICONS = {
     "image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png",
@@ -180,8 +211,10 @@ class FakeSlack:
         team_id: str = "T111",
         app_token: str = "xapp-test-token",
         app_id: str = "A111",
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
     ) -> None:
         self.bot_token, self.bot_user_id, self.bot_id = bot_token, bot_user_id, bot_id
+        self.scopes = scopes  # what Slack's `x-oauth-scopes` header lists on every answer
         self.team_id, self.app_token, self.app_id = team_id, app_token, app_id
         self._condition = threading.Condition()
         self._calls: list[SlackCall] = []
@@ -488,7 +521,8 @@ class FakeSlack:
         if injected is not None:
             return injected
         try:
-            return _Reply(200, {"ok": True, **handler(args)})
+            scopes = {"x-oauth-scopes": ",".join(self.scopes)}
+            return _Reply(200, {"ok": True, **handler(args)}, scopes)
         except _Refusal as refusal:
             assert refusal.error in ERRORS[method], f"{method}: {refusal.error!r} is not in ERRORS"
             return _refused(refusal.error, *refusal.messages)

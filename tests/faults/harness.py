@@ -303,7 +303,8 @@ def ephemerals(fake_slack: FakeSlack) -> list[SlackCall]:
 
 
 def assert_answered_once(fake_slack: FakeSlack, thread_ts: str) -> None:
-    """One placeholder posted in the thread and replaced by one answer; nothing else there."""
+    """One reply started in the thread (a placeholder or a stream) and replaced by one answer;
+    nothing else there."""
     placeholder_ts = assert_one_answer_shown(fake_slack, thread_ts)
     shown = [call for call in answers(fake_slack) if call.args.get("ts") == placeholder_ts]
     assert len(shown) == 1, f"{len(shown)} answers in thread {thread_ts}"
@@ -317,14 +318,17 @@ def assert_one_answer_shown(fake_slack: FakeSlack, thread_ts: str) -> str:
     """
     posted = [
         call
-        for call in fake_slack.calls_to("chat.postMessage")
-        if _accepted(call) and call.args.get("thread_ts") == thread_ts
+        for call in fake_slack.calls
+        if call.method in ("chat.postMessage", "chat.startStream")
+        and _accepted(call)
+        and call.args.get("thread_ts") == thread_ts
     ]
     assert len(posted) == 1, f"{len(posted)} messages posted in thread {thread_ts}"
     placeholder_ts = str(posted[0].response["ts"])
     thread = fake_slack.messages(CHANNEL, thread_ts)
     assert [message["ts"] for message in thread] == [placeholder_ts]
     assert thread[0]["blocks"][0]["type"] == "header"
+    assert thread[0].get("streaming_state") in (None, "completed")
     return placeholder_ts
 
 

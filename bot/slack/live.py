@@ -1,0 +1,310 @@
+"""A request's reply while it is worked on: its steps, and its answer as the model writes it.
+
+Where Slack streams (chat.startStream, through slack-sdk's `chat_stream` helper), the reply is a
+streamed message: each source read is a task in its timeline, then the answer's parts appear as
+they are written. Where it does not (the method is refused, `OI_SLACK_STREAMING=off`, or a resumed
+request finds an earlier attempt's message), the reply is a placeholder updated with the current
+step every few seconds. Either way the finished answer then replaces the message
+(`ThreadMessages.show_answer`), so every answer ends the same, exactly once.
+
+Slack is told at a measured pace, not at every token: appends are batched (the first words of the
+answer go at once), so a few seconds of answer cost a few dozen calls at most. Showing progress
+never fails an answer: a refused or rate-limited append only means the next one carries more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks.block_elements import UrlSourceElement
+from slack_sdk.models.messages.chunk import Chunk, MarkdownTextChunk, TaskUpdateChunk
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.answer import Citation
+from bot.core.persona import Persona
+from bot.core.progress import WRITING_STEP_ID, Draft, Step
+from bot.slack.assistant import Author, set_status
+from bot.slack.render import SlackMessage, render_draft, render_progress, render_step_status
+
+log = structlog.get_logger(__name__)
+
+# Between two appends at first; later the pace slows so that a long answer is not a long bill.
+_APPEND_SECONDS = 0.4
+# Appends one answer's text may take before the pace slows down (see `_Pacer`).
+_TEXT_APPENDS = 20
+# A placeholder is updated no more often than this (chat.update, the fallback).
+_PLACEHOLDER_SECONDS = 3.0
+# Streamed Markdown stops growing here; the finished answer shows the rest. Slack takes 12,000
+# characters an append, and has refused whole streamed messages past about 11,000 bytes.
+_DRAFT_CHARACTERS = 8_000
+# The first task of every stream, finished when the model starts writing.
+_GATHERING = Step("gathering", "Gathering context", "in_progress")
+
+
+class _Pacer:
+    """When the next call may go: every `_APPEND_SECONDS` at first, then slower, so that the
+    number of text appends grows with the logarithm of the answer's length in time."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._last = -seconds
+        self._first_text: float | None = None
+
+    def wait(self, *, urgent: bool) -> float:
+        if urgent:
+            return 0.0
+        interval = self._seconds
+        if self._first_text is not None:
+            interval = max(interval, (time.monotonic() - self._first_text) / _TEXT_APPENDS)
+        return max(0.0, self._last + interval - time.monotonic())
+
+    def sent(self, *, text: bool) -> None:
+        self._last = time.monotonic()
+        if text and self._first_text is None:
+            self._first_text = self._last
+
+    def back_off(self, seconds: float) -> None:
+        self._last = time.monotonic() + seconds - self._seconds
+
+
+class LiveReply:
+    """Shows one request's steps and draft; `close` ends the showing before the answer lands.
+
+    The steps and drafts it is given are shown by a task of its own, at the pace above, so the
+    model's stream never waits for Slack.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        persona: Persona,
+        channel: str,
+        ts: str,
+        thread_ts: str,
+        stream: AsyncChatStream | None,
+        status: bool,
+    ) -> None:
+        self.ts = ts
+        self.persona = persona
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+        self._stream = stream
+        self._status = status
+        self._pacer = _Pacer(_APPEND_SECONDS if stream else _PLACEHOLDER_SECONDS)
+        self._steps: dict[str, Step] = {}  # reported, not yet shown, latest state per step
+        self._current: Step | None = None  # the step a placeholder or status shows
+        self._shown_current: Step | None = None
+        self._shown_status = ""
+        self._citations: list[Citation] = []
+        self._draft = ""  # the answer so far as Markdown, as far as it is shown once complete
+        self._sent = ""  # what of `_draft` Slack has
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self._stream is not None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._show_forever())
+
+    def cite(self, citations: list[Citation]) -> None:
+        """The sources read: links to them in the draft are the model's only allowed links."""
+        self._citations = citations
+
+    async def step(self, step: Step) -> None:
+        if step.id == WRITING_STEP_ID and step.state == "in_progress":
+            self._steps[_GATHERING.id] = Step(_GATHERING.id, _GATHERING.title, "complete")
+        self._steps.pop(step.id, None)
+        self._steps[step.id] = step
+        if step.state == "in_progress" or self._current is None:
+            self._current = step
+        self._wake.set()
+
+    async def draft(self, draft: Draft) -> None:
+        if self._stream is None:
+            return
+        text = render_draft(
+            persona=self.persona,
+            draft=draft,
+            links_from=self._citations,
+            limit=_DRAFT_CHARACTERS,
+        )
+        if text.startswith(self._draft):  # a rendering that would rewrite what is shown waits
+            self._draft = text
+            self._wake.set()
+
+    async def close(self, final: SlackMessage | None = None) -> None:
+        """Stop showing progress; a stream is stopped (with the answer's blocks, `final`), and
+        the assistant status cleared. Safe to call more than once."""
+        await self.quiet()
+        async with self._lock:
+            if self._stream is not None:
+                await self._stop_stream(final)
+                self._stream = None
+            if self._shown_status:
+                await set_status(
+                    self._client, channel=self._channel, thread_ts=self._thread_ts, status=""
+                )
+                self._shown_status = ""
+
+    async def quiet(self) -> None:
+        """Stop the showing task (waiting for a call in flight); no more calls to Slack."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        async with self._lock:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _show_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            urgent = self._stream is not None and not self._sent and bool(self._draft)
+            delay = self._pacer.wait(urgent=urgent)
+            if delay:
+                await asyncio.sleep(delay)
+            self._wake.clear()
+            async with self._lock:
+                await self._show()
+
+    async def _show(self) -> None:
+        if self._status:
+            await self._show_status()
+        if self._stream is not None:
+            await self._append()
+        elif self._current != self._shown_current and self._current is not None:
+            await self._update_placeholder(self._current)
+
+    async def _append(self) -> None:
+        assert self._stream is not None
+        steps, text = list(self._steps.values()), self._draft[len(self._sent) :]
+        chunks: list[Chunk] = [_task_chunk(step) for step in steps]
+        if text:
+            chunks.append(MarkdownTextChunk(text=text))
+        if not chunks:
+            return
+        try:
+            await self._stream.append(chunks=chunks)
+        except SlackApiError as error:
+            self._refused(error, "append")
+            return
+        for step in steps:
+            if self._steps.get(step.id) is step:
+                del self._steps[step.id]
+        self._sent += text
+        self._pacer.sent(text=bool(text))
+
+    async def _update_placeholder(self, step: Step) -> None:
+        message = render_progress(persona=self.persona, step=step)
+        try:
+            await self._client.chat_update(
+                channel=self._channel, ts=self.ts, text=message.text, blocks=message.blocks
+            )
+        except SlackApiError as error:
+            self._refused(error, "update")
+            return
+        self._shown_current = step
+        self._pacer.sent(text=False)
+
+    async def _show_status(self) -> None:
+        current = self._current
+        status = render_step_status(current) if current and current.state == "in_progress" else ""
+        if status and status != self._shown_status:
+            await set_status(
+                self._client, channel=self._channel, thread_ts=self._thread_ts, status=status
+            )
+            self._shown_status = status
+
+    def _refused(self, error: SlackApiError, what: str) -> None:
+        """A rate limit waits its turn; a stream Slack closed (or any other refusal) is shown
+        no more: the finished answer replaces the message anyway."""
+        code = str(error.response.get("error", ""))
+        log.warning("reply.progress_refused", call=what, slack_error=code)
+        if code == "ratelimited":
+            self._pacer.back_off(_retry_after(error))
+            self._wake.set()
+        elif self._stream is not None:
+            self._stream = None
+
+    async def _stop_stream(self, final: SlackMessage | None) -> None:
+        assert self._stream is not None
+        chunks = [_task_chunk(step) for step in self._finished_steps()]
+        blocks = final.blocks if final else None
+        try:
+            await self._stream.stop(chunks=chunks or None, blocks=blocks)
+        except SlackApiError as error:
+            log.warning("reply.stream_stop_refused", slack_error=error.response.get("error"))
+            if blocks is not None and error.response.get("error") != "message_not_in_streaming_state":
+                await end_stream(self._client, channel=self._channel, ts=self.ts)
+
+    def _finished_steps(self) -> list[Step]:
+        """Steps still to show, each marked finished: the answer is there now."""
+        steps = dict(self._steps)
+        steps[_GATHERING.id] = Step(_GATHERING.id, _GATHERING.title, "complete")
+        steps[WRITING_STEP_ID] = Step(WRITING_STEP_ID, "Writing the answer", "complete")
+        return [
+            step if step.state != "in_progress" else Step(step.id, step.title, "complete")
+            for step in steps.values()
+        ]
+
+
+async def end_stream(client: AsyncWebClient, *, channel: str, ts: str) -> None:
+    """Stop a stream an earlier attempt started, if Slack has not closed it already, so that its
+    message can be changed; a refusal means there is nothing left to stop."""
+    try:
+        await client.chat_stopStream(channel=channel, ts=ts)
+    except SlackApiError as error:
+        log.info("reply.stream_already_closed", slack_error=error.response.get("error"))
+
+
+async def open_stream(
+    client: AsyncWebClient,
+    *,
+    channel: str,
+    thread_ts: str,
+    recipient_user_id: str,
+    recipient_team_id: str,
+    author: Author,
+) -> AsyncChatStream:
+    """A streamed reply in `thread_ts`, started with its first task, so its `ts` is known (and
+    can be stored) before anything else is appended. Raises Slack's refusal."""
+    stream = await client.chat_stream(
+        channel=channel,
+        thread_ts=thread_ts,
+        recipient_user_id=recipient_user_id,
+        recipient_team_id=recipient_team_id,
+        task_display_mode="timeline",
+        buffer_size=_DRAFT_CHARACTERS,
+        **author,
+    )
+    await stream.append(chunks=[_task_chunk(_GATHERING)])
+    return stream
+
+
+def _task_chunk(step: Step) -> TaskUpdateChunk:
+    sources = [UrlSourceElement(url=step.url, text=step.title)] if step.url else None
+    return TaskUpdateChunk(
+        id=step.id,
+        title=step.title,
+        status=step.state,
+        details=step.detail or None,
+        sources=sources,
+    )
+
+
+def _retry_after(error: SlackApiError) -> float:
+    headers: Any = getattr(error.response, "headers", {}) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after") or "1"
+    try:
+        return max(1.0, float(value))
+    except ValueError:
+        return 1.0
