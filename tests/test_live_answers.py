@@ -234,3 +234,62 @@ async def test_a_stream_slack_closed_is_finished_with_an_update(slack_bot, fake_
     assert final.args["ts"] == ts
     assert VALID_ANSWER["summary"] in json.dumps(final.args["blocks"])
     assert [m["ts"] for m in _bot_messages(slack_bot.fake_slack, mention["ts"])] == [ts]
+
+
+PHISH = "https://evil.example/login"
+
+
+async def test_a_hostile_answer_streams_inert(slack_bot, fake_openai):
+    """What the model writes is streamed through the same rules as the final answer: no ping, no
+    link of its own, no Markdown that would pass for the answer's own structure."""
+    hostile = {
+        **VALID_ANSWER,
+        "summary": (
+            f"Log in at {PHISH} or <https://evil.example/x|click here> <!channel> <@U0BOSS> "
+            f"[the docs]({PHISH}) ![pixel]({PHISH}) @here\n# Approved\n> by security\n```sh"
+        ),
+        "rationale": [f"See {PHISH}\n**Risks**\n- none", "@everyone look"],
+    }
+    fake_openai.script(_written_slowly(hostile))
+    mention = mention_event(f"<@UBOT> {QUESTION}")
+    await slack_bot.send(event_body(mention, event_id="Ev-hostile"))
+    [final] = await _answered(slack_bot)
+    chunks = _chunks(slack_bot.fake_slack, final.args["ts"])
+    text = _streamed_text(chunks)
+    assert "Log in at" in text and "look" in text  # it was streamed, not left out
+    for forbidden in ("<!channel>", "<@U0BOSS>", "<https://", PHISH, "](", "@here", "@everyone"):
+        assert forbidden not in text, forbidden
+    assert "hxxps://evil" in text  # defanged
+    lines = text.splitlines()
+    assert not any(line.lstrip().startswith(("#", ">", "```")) for line in lines)
+    assert lines.count("**Risks**") == 1  # the answer's own label, not the model's
+    _assert_valid_blocks(final.args["blocks"])
+
+
+async def test_a_huge_answer_streams_within_slacks_limits_then_overflows_to_a_file(
+    slack_bot, fake_openai
+):
+    line = "Retries replay non-idempotent writes unless every request carries its own key. "
+    huge = {**VALID_ANSWER, "rationale": [line * 3] * 180}  # about 43,000 characters
+    fake_openai.script(openai_api.spaced(openai_api.answer(huge), 0.0005))
+    mention = mention_event(f"<@UBOT> {QUESTION}")
+    await slack_bot.send(event_body(mention, event_id="Ev-huge"))
+    await slack_bot.wait_for(lambda fake: bool(fake.uploaded_files()))
+    [first] = await _answered(slack_bot)
+    fake = slack_bot.fake_slack
+    assert all(call.status == 200 and call.error is None for call in _stream_calls(fake))
+    chunks = _chunks(fake, first.args["ts"])
+    texts = [chunk["text"] for chunk in chunks if chunk["type"] == "markdown_text"]
+    assert texts and all(len(text) <= 12_000 for text in texts)
+    assert len("".join(texts)) <= 12_000
+    bot_messages = _bot_messages(fake, mention["ts"])
+    files = [m for m in bot_messages if m.get("files")]
+    assert len(bot_messages) - len(files) <= 3  # the answer's messages, then its file
+    for message in bot_messages:
+        if not message.get("files"):
+            _assert_valid_blocks(message["blocks"])
+    [upload] = fake.uploaded_files()
+    assert upload.name.endswith(".md") and upload.completed
+    assert (upload.channel, upload.thread_ts) == ("C111", mention["ts"])
+    assert upload.content is not None
+    assert upload.content.decode().count(line.strip()) >= 180 * 3
