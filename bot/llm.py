@@ -13,22 +13,31 @@ this model"), and some servers ignore it (Ollama before 0.5), so the model write
 the client starts with `json_schema`, falls back to `json_object` and then to the schema in the
 prompt when the server refuses, and remembers what worked. Whatever the mode, the reply is read
 past prose, code fences and trailing words, validated against the Answer model and repaired once.
+
+Where the caller wants drafts and a `response_format` holds the reply to JSON, the answer is
+streamed (https://platform.openai.com/docs/api-reference/chat-streaming): each longer parse of the
+JSON so far goes to `on_draft`, and the whole is then read as a completion would be. A server that
+answers the stream with one JSON completion is read as one; a model whose server refuses `stream`
+or `stream_options` (OpenAI's o1 at launch, Azure before 2024-10-21) is asked without, from then
+on. In `prompt` mode the model may write prose first, so nothing is streamed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import jiter
 import openai
 import structlog
-from openai import AsyncOpenAI, DefaultAioHttpClient
+from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
 from openai.lib._parsing import type_to_response_format_param
 from openai.types import CompletionUsage
 from pydantic import ValidationError
@@ -36,6 +45,7 @@ from pydantic import ValidationError
 from bot.config import ConfigError, Settings, StructuredOutput
 from bot.core.answer import Answer, Reply, Usage
 from bot.core.conversation import Message
+from bot.core.engine import OnDraft
 from bot.core.errors import (
     AnswerError,
     LLMBadResponseError,
@@ -47,7 +57,6 @@ from bot.core.errors import (
     LLMUnavailableError,
     LLMUnreachableError,
 )
-from bot.core.engine import OnDraft
 from bot.core.persona import Persona
 from bot.core.prompt import build_messages, new_marker_tag
 
@@ -84,6 +93,13 @@ _NAMES_STRUCTURED_OUTPUT = re.compile(
 )
 _NOT_A_REFUSAL_OF_THE_MODE = frozenset({401, 403, 404, 429})
 
+# What a streamed request adds: the usage comes in a last chunk of its own, only when asked for.
+_STREAM: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+# A refusal to stream names the parameter (o1: "Unsupported value: 'stream' does not support true
+# with this model"; Azure: "Unrecognized request argument supplied: stream_options").
+_NAMES_STREAMING = re.compile(r"\bstream(?:_options)?\b", re.IGNORECASE)
+_REFUSAL_OF_STREAMING = frozenset({400, 422})
+
 # Reasoning models served locally (Qwen3, DeepSeek-R1) may think aloud before answering.
 _THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)
 # Keys an Answer never has and a JSON schema always does: the model wrote the schema back.
@@ -116,6 +132,8 @@ class LLMClient:
         # In `auto`, the mode each model settled on after a refusal. One client talks to one base
         # URL and lives as long as the process, so this is "per base URL and model, per process".
         self._settled: dict[str, Mode] = {}
+        # The models whose server refused to stream, asked without streaming from then on.
+        self._unstreamed: set[str] = set()
         # aiohttp underneath: HTTPX's pool scans every waiting request for each one it sends,
         # which took 11 % of the process's time with 1,000 questions at the LLM at once.
         self._client = AsyncOpenAI(
@@ -152,12 +170,15 @@ class LLMClient:
     async def answer(
         self, messages: list[Message], *, model: str | None = None, on_draft: OnDraft | None = None
     ) -> Reply:
-        """One structured answer, or a typed `AnswerError` saying honestly why not."""
+        """One structured answer, or a typed `AnswerError` saying honestly why not.
+
+        `on_draft` sees the answer grow while the model writes it, where it is streamed; an
+        exception it raises ends the call."""
         model = model or self.default_model
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline_seconds):
-                answer, usage, attempts = await self._answer_with_repair(messages, model)
+                answer, usage, attempts = await self._answer_with_repair(messages, model, on_draft)
         except TimeoutError:
             raise LLMTimeoutError(f"(no answer within {self._deadline_seconds:g}s)") from None
         except openai.OpenAIError as error:
@@ -176,14 +197,18 @@ class LLMClient:
         )
 
     async def _answer_with_repair(
-        self, messages: list[Message], model: str
+        self, messages: list[Message], model: str, on_draft: OnDraft | None
     ) -> tuple[Answer, Usage, int]:
-        """Ask; if the output does not fit the schema, show the model why and ask once more."""
+        """Ask; if the output does not fit the schema, show the model why and ask once more.
+        Only the first answer is streamed: the repair would show a second draft over the first."""
         usage = Usage()
         conversation = list(messages)
         problem = ""
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            answer, attempt_usage, content, problem = await self._attempt(conversation, model)
+            drafts = on_draft if attempt == 1 else None
+            answer, attempt_usage, content, problem = await self._attempt(
+                conversation, model, drafts
+            )
             usage += attempt_usage
             if answer is not None:
                 return answer, usage, attempt
@@ -192,10 +217,10 @@ class LLMClient:
         raise LLMInvalidOutputError(f"({problem})")
 
     async def _attempt(
-        self, conversation: list[Message], model: str
+        self, conversation: list[Message], model: str, on_draft: OnDraft | None
     ) -> tuple[Answer | None, Usage, str, str]:
         """One call: the parsed answer, or None with the raw content and what was wrong with it."""
-        body = await self._complete(conversation, model)
+        body = await self._complete(conversation, model, on_draft)
         usage = _usage_of(body.get("usage"))
         choice = _first_choice(body)
         finish_reason = choice.get("finish_reason")
@@ -213,17 +238,27 @@ class LLMClient:
         return answer, usage, content, problem
 
     async def _complete(
-        self, conversation: list[Message], model: str
+        self, conversation: list[Message], model: str, on_draft: OnDraft | None
     ) -> dict[str, Any]:
         """One chat completion in the mode that works for `model`; in `auto`, a server's refusal
-        of a mode moves to the next one, and the mode that was accepted is remembered."""
+        of a mode moves to the next one, and the mode that was accepted is remembered. Streamed
+        when there is `on_draft` and the mode holds the reply to JSON, unless the server refused
+        to stream for this model (then asked again without, and remembered)."""
         mode = self._settled.get(model, _FIRST_MODE[self._structured_output])
         refused: list[str] = []
         while True:
+            streams = mode != "prompt" and model not in self._unstreamed
+            drafts = on_draft if streams else None
             try:
-                body = await self._post(_body(conversation, model, mode))
+                if drafts is not None:
+                    body = await self._post_streamed(_body(conversation, model, mode), drafts)
+                else:
+                    body = await self._post(_body(conversation, model, mode))
             except openai.APIStatusError as error:
                 reason = f"HTTP {error.status_code}: {_status_reason(error)}"
+                if drafts is not None and _refuses_streaming(error):
+                    self._stop_streaming(model, reason)
+                    continue
                 refused.append(f"{mode} ({reason})")
                 mode = self._fallback_after(error, mode, reason)
                 continue
@@ -237,6 +272,11 @@ class LLMClient:
                     refused="; ".join(refused),
                 )
             return body
+
+    def _stop_streaming(self, model: str, reason: str) -> None:
+        if model not in self._unstreamed:
+            self._unstreamed.add(model)
+            log.info("llm.unstreamed", base_url=self.base_url, model=model, refused=reason)
 
     def _fallback_after(self, error: openai.APIStatusError, mode: Mode, reason: str) -> Mode:
         """The next mode to try after `error`, or `error` raised again: it was about something
@@ -252,6 +292,108 @@ class LLMClient:
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         raw = await self._client.chat.completions.with_raw_response.create(**body)
         return _completion_of(raw.http_response, secret=self._client.api_key)
+
+    async def _post_streamed(self, body: dict[str, Any], on_draft: OnDraft) -> dict[str, Any]:
+        """The completion, streamed: each longer draft goes to `on_draft` as it is written, and
+        the chunks are put back together into the completion `_post` would have returned."""
+        raw = await self._client.chat.completions.with_raw_response.create(**body, **_STREAM)
+        response = raw.http_response
+        try:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.aread()
+                return _completion_of(response, secret=self._client.api_key)
+            # Chunks as sent, like the completions `_post` reads: compatible servers send some
+            # that the SDK's types do not describe (vLLM's usage chunk with `choices: null`).
+            stream = raw.parse(to=AsyncStream[object])
+            async with contextlib.aclosing(self._chunks(stream)) as chunks:
+                return await _assembled(chunks, _Drafts(on_draft))
+        finally:
+            await response.aclose()
+
+    async def _chunks(self, stream: AsyncStream[object]) -> AsyncGenerator[dict[str, Any]]:
+        """Each chunk of the stream; a stream that breaks off is an error that says so."""
+        try:
+            async for chunk in stream:
+                if not isinstance(chunk, dict):
+                    raise LLMBadResponseError(
+                        f"({self.base_url} streamed an event that is no chat completion chunk)"
+                    )
+                yield chunk
+        except openai.APITimeoutError:
+            raise
+        except openai.APIConnectionError:
+            # aiohttp's "Response payload is not completed": the server or a proxy hung up.
+            raise LLMUnreachableError(
+                f"(the connection to {self.base_url} broke off in the middle of the answer)"
+            ) from None
+        except openai.APIError as error:
+            # An error event in the stream (OpenAI sends `{"error": …}` when it fails midway).
+            raise LLMUnavailableError(
+                f"(the answer stopped midway: {_glimpse(error.message, self._client.api_key)})"
+            ) from None
+        except ValueError:
+            raise LLMBadResponseError(
+                f"({self.base_url} streamed an event that is not JSON)"
+            ) from None
+
+
+class _Drafts:
+    """The streamed content so far, and each longer draft of the answer it holds to `on_draft`.
+
+    A draft is the JSON object parsed so far from the first brace (after any thinking aloud),
+    the last string cut where the content is; it is parsed again only when a delta could have
+    changed it, and sent only when it did."""
+
+    def __init__(self, on_draft: OnDraft) -> None:
+        self._on_draft = on_draft
+        self.content = ""
+        self._start = -1
+        self._last: dict[str, Any] = {}
+
+    async def add(self, delta: str) -> None:
+        self.content += delta
+        if delta.isspace() or not self._found_start():
+            return
+        try:
+            draft = jiter.from_json(
+                self.content[self._start :].encode(),
+                partial_mode="trailing-strings",
+                cache_mode="keys",
+            )
+        except ValueError:
+            return
+        if isinstance(draft, dict) and draft != self._last:
+            self._last = draft
+            await self._on_draft(draft)
+
+    def _found_start(self) -> bool:
+        if self._start == -1:
+            after = 0
+            if self.content.lstrip().startswith("<think>"):
+                after = self.content.find("</think>")
+                if after == -1:
+                    return False
+            self._start = self.content.find("{", after)
+        return self._start != -1
+
+
+async def _assembled(chunks: AsyncIterator[dict[str, Any]], drafts: _Drafts) -> dict[str, Any]:
+    """The chat completion the chunks make: content and refusal joined, the last finish reason,
+    and the usage of the chunk that carries it."""
+    refusal = ""
+    finish_reason = None
+    usage = None
+    async for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        choice = _first_choice(chunk)
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            refusal += str(delta.get("refusal") or "")
+            if delta.get("content"):
+                await drafts.add(str(delta["content"]))
+        finish_reason = choice.get("finish_reason") or finish_reason
+    message = {"role": "assistant", "content": drafts.content, "refusal": refusal or None}
+    return {"choices": [{"message": message, "finish_reason": finish_reason}], "usage": usage}
 
 
 def _body(messages: list[Message], model: str, mode: Mode) -> dict[str, Any]:
@@ -273,6 +415,13 @@ def _with_schema_instruction(
     if first["role"] == "system" and isinstance(content, str):
         return [{"role": "system", "content": f"{content}\n\n{_SCHEMA_INSTRUCTION}"}, *rest]
     return [{"role": "system", "content": _SCHEMA_INSTRUCTION}, *messages]
+
+
+def _refuses_streaming(error: openai.APIStatusError) -> bool:
+    """The server said it does not stream, or not with `stream_options`, for this model."""
+    if error.status_code not in _REFUSAL_OF_STREAMING:
+        return False
+    return bool(_NAMES_STREAMING.search(f"{error.message} {error.body}"))
 
 
 def _refuses_structured_output(error: openai.APIStatusError) -> bool:

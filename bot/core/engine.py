@@ -62,8 +62,10 @@ class Engine:
             context=gathered.items,
         )
         await progress.step(writing_step("in_progress"))
+        # Nobody shown the drafts, nothing streamed: streaming costs a parse per chunk.
+        on_draft = None if progress is SILENT else progress.draft
         try:
-            reply = await self._llm.answer(messages, model=persona.model, on_draft=progress.draft)
+            reply = await self._llm.answer(messages, model=persona.model, on_draft=on_draft)
         except Exception:
             await progress.step(writing_step("error"))
             raise

@@ -7,6 +7,14 @@ Response bodies follow OpenAI's chat completion object
 (https://platform.openai.com/docs/api-reference/chat/object) and its error object; requests are
 checked the way the real endpoint checks them.
 
+A request with `"stream": true` gets its scripted completion as server-sent events, the way OpenAI
+streams it (https://platform.openai.com/docs/api-reference/chat-streaming/streaming): one
+`chat.completion.chunk` for the role, the content (or the refusal) in small pieces, one with the
+`finish_reason`, the usage chunk if `stream_options.include_usage` asked for it, then `[DONE]`.
+Errors and pages are answered as they are without streaming. A scripted reply may be `paced` (each
+chunk waits for the test's `send_chunks`), `spaced` (a fixed gap between chunks), `dropped` (the
+connection closes midway) or `interrupted` (an error event midway, as OpenAI sends when it fails).
+
 A `ServerFamily` makes the server behave like another OpenAI-compatible one in what matters to
 structured output: which `response_format` it refuses, with which error, and how its model writes
 when nothing holds it to a schema. Each family is modelled on that server's documented behaviour
@@ -16,10 +24,12 @@ or its issue tracker (cited at each one).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,10 +53,19 @@ VALID_ANSWER: dict[str, Any] = {
 }
 
 
+# The sizes of the content pieces a streamed reply is cut into, in turn: a few characters to 20,
+# like a model's tokens grouped by the server's flushes, the same every run.
+_PIECE_SIZES = (3, 7, 12, 5, 20, 9, 4, 16)
+
+
 @dataclass(frozen=True)
 class Scripted:
     """One scripted reply: a status, headers and a JSON body (or a `page` of another type), held
-    back until `release()` if `held`."""
+    back until `release()` if `held`.
+
+    When streamed: `paced`, each chunk waits for `send_chunks`; `gap`, seconds between chunks;
+    `drop_after`, the connection closes after that many chunks; `error_after`, an error event
+    follows that many chunks and ends the stream."""
 
     status: int = 200
     body: dict[str, Any] | None = None
@@ -54,6 +73,10 @@ class Scripted:
     held: bool = False
     page: str | None = None
     content_type: str = "application/json"
+    paced: bool = False
+    gap: float = 0.0
+    drop_after: int | None = None
+    error_after: int | None = None
 
 
 def answer(content: dict[str, Any] | None = None) -> Scripted:
@@ -102,6 +125,40 @@ def held(scripted: Scripted) -> Scripted:
     return replace(scripted, held=True)
 
 
+def paced(scripted: Scripted) -> Scripted:
+    """`scripted`, streamed one chunk at a time as the test calls `send_chunks`."""
+    return replace(scripted, paced=True)
+
+
+def spaced(scripted: Scripted, seconds: float) -> Scripted:
+    """`scripted`, streamed with `seconds` between chunks: a model that writes slowly."""
+    return replace(scripted, gap=seconds)
+
+
+def dropped(scripted: Scripted, *, after: int) -> Scripted:
+    """`scripted`, streamed until `after` chunks have gone; then the connection closes, with no
+    end to the chunked body: a proxy's idle timeout, a server that crashed mid-answer."""
+    return replace(scripted, drop_after=after)
+
+
+def interrupted(scripted: Scripted, *, after: int) -> Scripted:
+    """`scripted`, streamed until `after` chunks have gone; then an error event ends the stream,
+    as OpenAI's does when the model's server fails midway."""
+    return replace(scripted, error_after=after)
+
+
+def stream_pieces(content: str) -> list[str]:
+    """The pieces `content` is streamed in, in order (one `delta.content` each)."""
+    pieces: list[str] = []
+    start = 0
+    sizes = itertools.cycle(_PIECE_SIZES)
+    while start < len(content):
+        end = start + next(sizes)
+        pieces.append(content[start:end])
+        start = end
+    return pieces
+
+
 def _fenced(content: str) -> str:
     return f"```json\n{content}\n```"
 
@@ -115,17 +172,21 @@ def _chatty(content: str) -> str:
 
 @dataclass(frozen=True)
 class ServerFamily:
-    """How one kind of OpenAI-compatible server treats `response_format`.
+    """How one kind of OpenAI-compatible server treats `response_format` and streaming.
 
     `refuses` maps a response_format type to the error status and body the server answers it
     with; `free_under` are the response_format types (None: none sent) under which its model
     writes freely, and `writes` is how it then dresses the JSON it was asked for.
+    `refuses_params` maps a request parameter to the error answered when it is sent (and true);
+    a server that does not `stream` answers `stream: true` with one JSON completion.
     """
 
     name: str
     refuses: Mapping[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     free_under: frozenset[str | None] = frozenset()
     writes: Callable[[str], str] = str
+    refuses_params: Mapping[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    streams: bool = True
 
 
 def _openai_error(message: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -160,8 +221,7 @@ LLAMA_CPP_BEFORE_JSON_SCHEMA = ServerFamily(
         "json_schema": (
             500,
             _openai_error(
-                'response_format type must be one of "text" or "json_object", but got: '
-                "json_schema",
+                'response_format type must be one of "text" or "json_object", but got: json_schema',
                 "server_error",
             ),
         )
@@ -199,6 +259,46 @@ OLLAMA_BEFORE_STRUCTURED_OUTPUTS = ServerFamily(
 CHATTY_SMALL_MODEL = ServerFamily(
     "chatty", free_under=frozenset({"json_schema", "json_object", None}), writes=_chatty
 )
+# Azure OpenAI before api-version 2024-10-21 streamed but did not know `stream_options`
+# (Pythagora-io/gpt-pilot#1022, songquanpeng/one-api#1423, openai/openai-python#1469).
+AZURE_BEFORE_STREAM_OPTIONS = ServerFamily(
+    "azure<2024-10-21",
+    refuses_params={
+        "stream_options": (
+            400,
+            {
+                "error": {
+                    "message": "Unrecognized request argument supplied: stream_options. Please "
+                    "contact us through an Azure support request at: "
+                    "https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.",
+                    "type": "invalid_request_error",
+                    "param": "",
+                    "code": None,
+                }
+            },
+        )
+    },
+)
+# OpenAI's o1 models at launch, and o3 for unverified organisations: no streaming at all
+# (ChatGPTNextWeb/NextChat#5410, github/gh-models#31).
+OPENAI_MODEL_THAT_CANNOT_STREAM = ServerFamily(
+    "o1-2024",
+    refuses_params={
+        "stream": (
+            400,
+            _openai_error(
+                "Unsupported value: 'stream' does not support true with this model. Only the "
+                "default (false) value is supported.",
+                "invalid_request_error",
+                param="stream",
+                code="unsupported_value",
+            ),
+        )
+    },
+)
+# Servers and gateways that only answer with one JSON completion, whatever `stream` says
+# (mistralai/mistral-vibe#84; tinyhumansai/tinyagents#56 reads such answers as one completion).
+JSON_ONLY = ServerFamily("json-only", streams=False)
 
 
 class FakeOpenAI:
@@ -210,6 +310,9 @@ class FakeOpenAI:
         self.authorizations: list[str | None] = []
         self._script: deque[Scripted] = deque()
         self._released = asyncio.Event()
+        # How many more chunks paced streams may send; infinite once `release()` was called.
+        self._chunks_allowed: float = 0
+        self._chunks_changed = asyncio.Condition()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         self._server = ThreadedServer(app)
@@ -228,11 +331,24 @@ class FakeOpenAI:
         self._server.stop(before=self._release)
 
     def release(self) -> None:
-        """Let every held reply go, now and from now on."""
+        """Let every held reply and every paced chunk go, now and from now on."""
         self._server.call(self._release)
+
+    def send_chunks(self, count: int = 1) -> None:
+        """Let `count` more chunks of the paced streams go (returns before they are written)."""
+
+        async def allow() -> None:
+            async with self._chunks_changed:
+                self._chunks_allowed += count
+                self._chunks_changed.notify_all()
+
+        self._server.call(allow)
 
     async def _release(self) -> None:
         self._released.set()
+        async with self._chunks_changed:
+            self._chunks_allowed = math.inf
+            self._chunks_changed.notify_all()
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         self.authorizations.append(request.headers.get("Authorization"))
@@ -243,6 +359,9 @@ class FakeOpenAI:
             return _error_response(400, problem)
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return _error_response(401, "You didn't provide an API key.")
+        for param, (status, error_body) in self.family.refuses_params.items():
+            if body.get(param):
+                return web.json_response(error_body, status=status)
         response_format = (body.get("response_format") or {}).get("type")
         if response_format in self.family.refuses:
             status, error_body = self.family.refuses[response_format]
@@ -259,7 +378,43 @@ class FakeOpenAI:
             if response_format in self.family.free_under:
                 payload = _dressed(payload, self.family.writes)
             payload = _with_usage(payload, body)
+            if body.get("stream") and self.family.streams:
+                return await self._stream(request, scripted, _chunks(payload, body))
         return web.json_response(payload, status=scripted.status, headers=scripted.headers)
+
+    async def _stream(
+        self, request: web.Request, scripted: Scripted, chunks: Iterator[dict[str, Any]]
+    ) -> web.StreamResponse:
+        """The chunks as server-sent events, paced as scripted, ended by `[DONE]`."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        response.headers.update(scripted.headers)
+        try:
+            await response.prepare(request)
+            for sent, chunk in enumerate(chunks):
+                if sent == scripted.drop_after:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                if sent == scripted.error_after:
+                    await response.write(_event(json.dumps(_STREAM_ERROR)))
+                    break
+                await self._pace(scripted, first=sent == 0)
+                await response.write(_event(json.dumps(chunk)))
+            await response.write(_event("[DONE]"))
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client hung up (it stopped reading): a real server stops writing
+        return response
+
+    async def _pace(self, scripted: Scripted, *, first: bool) -> None:
+        if scripted.gap and not first:
+            await asyncio.sleep(scripted.gap)
+        if scripted.paced:
+            async with self._chunks_changed:
+                await self._chunks_changed.wait_for(lambda: self._chunks_allowed >= 1)
+                self._chunks_allowed -= 1
 
 
 def _completion(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
@@ -273,6 +428,47 @@ def _completion(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
             {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
         ],
     }
+
+
+# What OpenAI streams when it fails after the 200 has gone (openai-python's `_streaming.py`
+# raises it as an `APIError`).
+_STREAM_ERROR = _openai_error(
+    "The server had an error while processing your request. Sorry about that!", "server_error"
+)
+
+
+def _chunks(payload: dict[str, Any], request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A completion as OpenAI streams it: the role, the content or refusal piece by piece, the
+    finish reason, and the usage if asked for (then every other chunk has `usage: null`)."""
+    [choice] = payload["choices"]
+    message = choice["message"]
+    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+    head = {
+        "id": payload["id"],
+        "object": "chat.completion.chunk",
+        "created": payload["created"],
+        "model": payload["model"],
+    }
+    tail = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        return {**head, "choices": choices, **tail}
+
+    if message.get("refusal"):
+        yield chunk({"role": "assistant", "content": None, "refusal": ""})
+        yield from (chunk({"refusal": piece}) for piece in stream_pieces(message["refusal"]))
+    else:
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        content = message.get("content") or ""
+        yield from (chunk({"content": piece}) for piece in stream_pieces(content))
+    yield chunk({}, choice["finish_reason"])
+    if include_usage:
+        yield {**head, "choices": [], "usage": payload["usage"]}
+
+
+def _event(data: str) -> bytes:
+    return f"data: {data}\n\n".encode()
 
 
 def _dressed(payload: dict[str, Any], writes: Callable[[str], str]) -> dict[str, Any]:
@@ -299,9 +495,12 @@ def _with_usage(payload: dict[str, Any], request: dict[str, Any]) -> dict[str, A
 
 
 def _invalid_request(body: dict[str, Any]) -> str | None:
-    """The checks the real endpoint makes that matter to us: model, messages, response_format."""
+    """The checks the real endpoint makes that matter to us: model, messages, response_format,
+    stream_options."""
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "you must provide a model parameter"
+    if "stream_options" in body and not body.get("stream"):
+        return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty array"
