@@ -56,8 +56,8 @@ async def test_pr_and_ticket_are_read_delimited_and_cited(
     assert context.index("Retry charges on timeout") < context.rindex("END UNTRUSTED CONTEXT")
     [answer] = answer_updates(slack_bot.fake_slack)
     shown = json.dumps(answer.args["blocks"])
-    assert "*Sources*" in shown
-    assert "/acme/payments/pull/42|" in shown
+    assert '"text": "Sources"' in shown
+    assert '/acme/payments/pull/42"' in shown  # a link in the list of sources
     assert "PAY-123" in shown and "linear.app" in shown
     assert fake_linear.invalid_requests == []
 
@@ -178,6 +178,6 @@ async def test_follow_ups_reuse_what_the_thread_read(slack_bot, fake_openai, fak
     await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 2)
     assert len(fake_github.requests) == read_before
     assert "+    for attempt in range(3):" in _context_sent(fake_openai.requests[1])
-    assert "/acme/payments/pull/42|" in json.dumps(
+    assert '/acme/payments/pull/42"' in json.dumps(
         answer_updates(slack_bot.fake_slack)[1].args["blocks"]
     )

@@ -109,6 +109,7 @@ async def test_a_resumed_answer_updates_the_messages_already_posted(
     assert len(new_posts) == len(request.continuation_ts) - 1
     assert request.continuation_ts[0] == part_two
     shown = json.dumps([m.get("blocks") for m in fake_slack.messages("C111", THREAD)])
+    shown += "".join((file.content or b"").decode() for file in fake_slack.uploaded_files())
     assert all(f"reason {n}:" in shown for n in range(30))
 
 

@@ -9,12 +9,13 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.core.persona import BUILTIN_PERSONAS_DIR
-from bot.slack.render import FEEDBACK_UP_ACTION, RETRY_ACTION
+from bot.slack.render import RETRY_ACTION
 from tests.fakes import openai_api
 from tests.fakes.openai_api import VALID_ANSWER
 from tests.fakes.slack_requests import (
     block_actions_body,
     event_body,
+    feedback_buttons_body,
     sample,
     signed_headers,
     slash_command_body,
@@ -251,11 +252,13 @@ async def test_feedback_is_recorded(slack_bot, fake_openai):
     await slack_bot.send(slash_command_body(f"backend-engineer {QUESTION}", trigger_id="t-1"))
     await slack_bot.wait_for(lambda fake: len(answer_updates(slack_bot.fake_slack)) == 1)
     [answer] = answer_updates(slack_bot.fake_slack)
-    buttons = [e for b in answer.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    [up] = [b for b in buttons if b["action_id"] == FEEDBACK_UP_ACTION]
-    click = block_actions_body(FEEDBACK_UP_ACTION, up["value"], user="W222")
+    [buttons] = [
+        e for b in answer.args["blocks"] if b["type"] == "context_actions" for e in b["elements"]
+    ]
+    up = buttons["positive_button"]["value"]
+    click = feedback_buttons_body(buttons["action_id"], up, user="W222")
     assert (await slack_bot.send(click))[0] == 200
-    assert await slack_bot.server.store.feedback(up["value"]) == {"W222": "up"}
+    assert await slack_bot.server.store.feedback(up.split(":", 1)[1]) == {"W222": "up"}
 
 
 async def test_rate_limited_slack_still_gets_the_answer_once(slack_bot, fake_openai, monkeypatch):
@@ -297,6 +300,8 @@ async def test_long_answer_is_split_over_messages_in_the_thread(slack_bot, fake_
     shown = json.dumps(
         [c.args["blocks"] for c in [*answer_updates(slack_bot.fake_slack), *continued]]
     )
+    [upload] = slack_bot.fake_slack.uploaded_files()  # what three messages cannot hold
+    shown += (upload.content or b"").decode()
     assert all(f"reason {n}:" in shown for n in range(60))
     assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown
 

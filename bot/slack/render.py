@@ -1,17 +1,19 @@
 """A Reply rendered for Slack as Block Kit messages, built with `slack_sdk.models.blocks`.
 
 Slack rejects a message that breaks one of its limits, so the renderer never lets one happen:
-long text is split over several section blocks, and blocks over several messages in the thread,
-rather than cut. Model text goes through `_inert()`: it cannot mention or ping anyone, link
-anywhere but to what was read for the answer (or the card's `[links] allowed`), or pass for one of
-the answer's own labels. https://docs.slack.dev/reference/block-kit/blocks
+long text is split over several section blocks, and blocks over up to three messages in the
+thread, rather than cut; an answer longer still goes whole into a Markdown file. Model text goes
+through `_inert()` (mrkdwn), `_unformatted()` (text Slack shows as it is) or `_markdown_inert()`
+(the Markdown of a streamed draft and of the file): it cannot mention or ping anyone, link
+anywhere but to what was read for the answer (or the card's `[links] allowed`), or pass for one
+of the answer's own labels. https://docs.slack.dev/reference/block-kit/blocks
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,20 +21,35 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ContextActionsBlock,
     ContextBlock,
+    DividerBlock,
+    FeedbackButtonObject,
+    FeedbackButtonsElement,
     HeaderBlock,
     MarkdownTextObject,
+    RawTextObject,
+    RichTextBlock,
+    RichTextElementParts,
+    RichTextListElement,
+    RichTextSectionElement,
     SectionBlock,
-    TextObject,
+    TableBlock,
+    TableBlockColumnSettings,
 )
 
+from bot.context.references import unwrap_slack_links
 from bot.core.answer import Answer, Citation, NextAction, Reply
 from bot.core.commands import SLACK_USAGE
 from bot.core.persona import Persona, UnknownPersonaError
+from bot.core.progress import Draft, Step
 from bot.slack.directory import Conversation
-from bot.store import LinkRecord
+from bot.store import LinkRecord, Vote
 
 RETRY_ACTION = "oi_retry"
+# The native feedback buttons under an answer; each button's value names its vote and the request.
+FEEDBACK_ACTION = "oi_feedback"
+# The thumbs buttons of answers posted before the native ones, still clickable in Slack.
 FEEDBACK_UP_ACTION = "oi_feedback_up"
 FEEDBACK_DOWN_ACTION = "oi_feedback_down"
 CONFIRM_LINK_ACTION = "oi_confirm_link"
@@ -42,10 +59,21 @@ _HEADER_TEXT_MAX = HeaderBlock.text_max_length
 _BUTTON_TEXT_MAX = 75
 _FIELD_TEXT_MAX = 2_000
 _CONTEXT_TEXT_MAX = 2_000
-_CONTEXT_ELEMENTS_MAX = 10
 _MESSAGE_TEXT_MAX = 40_000
 # A message holds 50 blocks; the header, the footer and the feedback buttons take three.
 _BODY_BLOCKS_MAX = 50 - 3
+# More than this many messages and the answer goes whole into a file in the thread as well.
+_MESSAGES_MAX = 3
+# A table holds 100 rows (the column names take one); Slack takes one table a message, with
+# about 10,000 characters in all its cells (more than a message carries here). A cell's own limit
+# is not documented, so no cell is longer than a section's field.
+# https://docs.slack.dev/reference/block-kit/blocks/table-block
+_TABLE_ROWS_MAX = 100
+_CELL_TEXT_MAX = _FIELD_TEXT_MAX
+_SOURCES_PER_BLOCK = 20
+_SOURCE_TITLE_MAX = 200
+# Slack documents no limit for an assistant thread's status; it is one short line.
+_STATUS_MAX = 100
 # Slack also refuses a message whose blocks hold about 12,000 characters in all
 # (`msg_blocks_too_long`, undocumented), so a message carries well under that.
 _BODY_TEXT_MAX = 8_000
@@ -77,6 +105,33 @@ _MARK = re.compile("|".join(re.escape(mark) for mark in _LOOK_ALIKES))
 _LEADING_MARKUP = re.compile(
     rf"^([^\S\n]*)((?:{_MARK.pattern})(?:[^\S\n]*(?:{_MARK.pattern}))*)", re.MULTILINE
 )
+# `<` and `>` in text Slack shows as it is (raw_text, rich_text), so that not even an inert
+# `<!here>` reaches Slack.
+_ANGLES = str.maketrans({"<": "\u2039", ">": "\u203a"})
+# Standard Markdown (`markdown_text`, the file) makes links and images of brackets.
+_MD_BRACKETS = str.maketrans({"[": "\uff3b", "]": "\uff3d"})
+# What Markdown reads at the start of a line as a block of its own (heading, list, rule, setext
+# underline, code fence, table) or as emphasis that could forge a label; quotes and HTML cannot
+# start, their `>` and `<` being entities. The mark's look-alike is only text.
+_MD_LOOK_ALIKES = {mark: _LOOK_ALIKES[mark] for mark in "*_~`"} | {
+    "#": "\uff03",
+    "+": "\uff0b",
+    "=": "\uff1d",
+    "|": "\uff5c",
+    "-": "\u2010",
+    ".": "\uff0e",
+    ")": "\uff09",
+}
+_MD_BLOCK_MARK = re.compile(r"^(?:\d{1,9}[.)](?=\s|$)|[#*+=_~`|-])", re.MULTILINE)
+# The Answer's parts as the draft names them (its wire names), with their labels.
+_TEXT_PARTS = {"summary": "Summary", "recommendation": "Recommendation"}
+_LIST_PARTS = {"rationale": "Rationale", "risks": "Risks", "missingContext": "Missing context"}
+_ACTIONS_PART = "nextActions"
+# The last word of a string still being written, which may be cut short.
+_LAST_WORD = re.compile(r"\S*\Z")
+_WORD_END = re.compile(r"\S(?=\s)")
+_DRAFT_CUT = "…\n\n_The whole answer shows when it is finished._"
+_VOTES: dict[str, Vote] = {"up": "up", "down": "down"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +140,25 @@ class SlackMessage:
 
     text: str
     blocks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class MarkdownFile:
+    """A file for the thread (files_upload_v2): the whole answer, when three messages cannot
+    hold it."""
+
+    filename: str
+    title: str
+    content: str
+
+
+@dataclass(frozen=True)
+class RenderedReply:
+    """An answer's messages (at most three) and, when they cannot hold it all, the file that
+    does."""
+
+    messages: list[SlackMessage]
+    attachment: MarkdownFile | None = None
 
 
 def escape(text: str) -> str:
@@ -107,8 +181,8 @@ class _AllowedLinks:
     prefixes: tuple[str, ...]
 
     @classmethod
-    def of(cls, persona: Persona, reply: Reply) -> _AllowedLinks:
-        read = frozenset(_page(citation.url) for citation in reply.citations)
+    def of(cls, persona: Persona, sources: Sequence[Citation]) -> _AllowedLinks:
+        read = frozenset(_page(citation.url) for citation in sources)
         return cls(read=read, prefixes=tuple(persona.links.allowed))
 
     def allow(self, url: str) -> bool:
@@ -146,16 +220,60 @@ def _inert(text: str, links: _AllowedLinks, *, one_line: bool = False) -> str:
     return _defuse_line_starts(shown)
 
 
+def _markdown_inert(text: str, links: _AllowedLinks, *, one_line: bool = False) -> str:
+    """Model text for standard Markdown (a streamed draft's `markdown_text`, the answer's file),
+    with `_inert()`'s guarantees in Markdown's terms.
+
+    - `escape()` makes `&`, `<` and `>` entities (so no HTML, autolink or quote) and defuses
+      @channel; brackets become look-alikes (［ ］), so the model makes no link or image.
+    - A URL of a source read, or under an allowed prefix, is made a link on purpose (`<url>`);
+      any other is defanged (`hxxps://evil［.］example/x`), so that no reader links it either.
+    - Every line loses its indentation (no code block), and a mark that would start a heading,
+      a list, a rule, a code fence, a table or emphasis at its start becomes a look-alike.
+
+    Each rule looks no further than the word it changes, so the words of a longer text render as
+    they did in a shorter one: a streamed draft only grows.
+    """
+    text = _INVISIBLE.sub("", text)
+    if one_line:
+        text = " ".join(text.split())
+    shown = "".join(
+        f"<{_link_target(piece)}>"
+        if is_url and links.allow(piece)
+        else _markdown_text(_defanged(piece) if is_url else piece)
+        for piece, is_url in _url_pieces(text)
+    )
+    lines = "\n".join(line.strip() for line in shown.splitlines())
+    return _MD_BLOCK_MARK.sub(lambda mark: mark[0][:-1] + _MD_LOOK_ALIKES[mark[0][-1]], lines)
+
+
+def _markdown_text(text: str) -> str:
+    """Text that Markdown shows as it is, wherever in a line it stands."""
+    return escape(text).translate(_MD_BRACKETS)
+
+
 def _notification(text: str, links: _AllowedLinks) -> str:
     """Model text for a message's `text`, which notifications, e-mails and screen readers show
     and which cannot be `verbatim`: a URL not allowed is defanged (`hxxps://evil[.]example/x`)."""
-    text = " ".join(_INVISIBLE.sub("", text).split())
-    return escape(
-        "".join(
-            _defanged(piece) if is_url and not links.allow(piece) else piece
-            for piece, is_url in _url_pieces(text)
-        )
+    return escape(_defanged_line(text, links))
+
+
+def _unformatted(text: str, links: _AllowedLinks) -> str:
+    """Model or fetched text for what Slack shows as it is (a table's `raw_text`, a `rich_text`
+    element): nothing there is markup, but a URL not allowed is defanged in case Slack links it,
+    and @channel is defused and `<`, `>` swapped for look-alikes so nothing like a ping is sent."""
+    return _BROADCAST.sub("@\u2060", _defanged_line(text, links)).translate(_ANGLES)
+
+
+def _defanged_line(text: str, links: _AllowedLinks) -> str:
+    return "".join(
+        _defanged(piece) if is_url and not links.allow(piece) else piece
+        for piece, is_url in _url_pieces(_one_line(text))
     )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_INVISIBLE.sub("", text).split())
 
 
 def _url_pieces(text: str) -> list[tuple[str, bool]]:
@@ -190,29 +308,82 @@ def _look_alike(line: re.Match[str]) -> str:
     return line[1] + _MARK.sub(lambda mark: _LOOK_ALIKES[mark[0]], line[2])
 
 
-def render_reply(*, persona: Persona, reply: Reply, request_id: str) -> list[SlackMessage]:
-    """The answer as one message, or several in a row when it is too big for one."""
-    links = _AllowedLinks.of(persona, reply)
-    pages = _paginate([*_body(reply.answer, links), *_sources(reply.citations)])
+def render_reply(
+    *, persona: Persona, reply: Reply, request_id: str, question: str, show_usage: bool = False
+) -> RenderedReply:
+    """The answer as one message, or several in a row when it is too big for one; past three,
+    the third says so and a Markdown file holds the whole answer.
+
+    Its parts (sources last) stand between dividers, under a header naming the persona and the
+    question; the last message ends with the model, the time taken (and the tokens, with
+    `show_usage`) and Slack's feedback buttons.
+    """
+    links = _AllowedLinks.of(persona, reply.citations)
+    parts = [*_body(reply.answer, links), _sources(reply.citations, links)]
+    pages = _paginate(_divided(parts))
+    attachment = None
+    if len(pages) > _MESSAGES_MAX:
+        attachment = _answer_file(persona, reply, links, request_id=request_id, question=question)
+        last = _ending_with(pages[_MESSAGES_MAX - 1], _overflow_note(attachment))
+        pages = [*pages[: _MESSAGES_MAX - 1], last]
+    topic = _topic(persona, question)
     messages = []
     for number, page in enumerate(pages, start=1):
+        # Only the topic is shortened, so that a "continued" suffix always shows.
+        suffix = f" (continued, {number}/{len(pages)})" if number > 1 else ""
+        header = _truncate(topic, _HEADER_TEXT_MAX - len(suffix)) + suffix
         if number == 1:
-            header = _header(persona.title)
             text = f"{escape(persona.title)}: {_notification(reply.answer.summary, links)}"
         else:
-            header = _header(persona.title, f" (continued, {number}/{len(pages)})")
-            text = _plain(header.text)
-        blocks: list[Block] = [header, *page]
+            text = escape(header)
+        blocks: list[Block] = [HeaderBlock(text=header), *page]
         if number == len(pages):
-            blocks += [_footer(reply), _feedback(request_id)]
+            blocks += [_footer(reply, show_usage=show_usage), _feedback(request_id)]
         messages.append(_message(text, blocks))
-    return messages
+    return RenderedReply(messages=messages, attachment=attachment)
 
 
-def render_progress(*, persona: Persona) -> SlackMessage:
-    """The placeholder posted at once, replaced by the answer (chat.update) when it is ready."""
-    text = f":hourglass_flowing_sand: {escape(persona.title)} is thinking…"
-    return _message(text, [_section(text)])
+def render_progress(*, persona: Persona, step: Step | None = None) -> SlackMessage:
+    """The placeholder posted at once, replaced by the answer (chat.update) when it is ready;
+    where the reply cannot stream, it shows the step under way ("Reading acme/payments#42…")."""
+    who = f":hourglass_flowing_sand: {escape(persona.title)}"
+    if step is None:
+        text = f"{who} is thinking…"
+        return _message(text, [_section(text)])
+    title = _truncate(escape(_one_line(step.title)), _SOURCE_TITLE_MAX)
+    after = "…" if step.state in ("pending", "in_progress") else _step_detail(step)
+    shown = f"<{_link_target(step.url)}|{title}>" if step.url else title
+    return _message(f"{who}: {title}{after}", [_section(f"{who}: {shown}{after}")])
+
+
+def render_step_status(step: Step) -> str:
+    """An assistant thread's status for the step under way, which Slack shows after the app's
+    name: "is reading acme/payments#42…"."""
+    title = _one_line(step.title)
+    if title[1:2].islower():
+        title = title[0].lower() + title[1:]
+    return _truncate(f"is {escape(title)}…", _STATUS_MAX)
+
+
+def render_draft(*, persona: Persona, draft: Draft, links_from: list[Citation], limit: int) -> str:
+    """The answer so far as Markdown, for chat.appendStream's `markdown_text`: its parts in the
+    order written, each under a bold label, lists as bullets, next actions numbered.
+
+    A stream only appends, so a longer draft must render to a string that starts with the
+    shorter one's. Of the string still being written (the draft's last), only whole words show,
+    so nothing shown changes as it grows (a half-written URL is not yet known to be allowed);
+    a next action shows once its title is whole, since the title's bold closes after it. Past
+    `limit` characters the rendering is cut after a word, with a note, and stays so.
+    """
+    links = _AllowedLinks.of(persona, links_from)
+    return _capped(_markdown(draft, links, finished=False), limit)
+
+
+def feedback_vote(value: str) -> tuple[Vote, str] | None:
+    """The vote and the request a feedback button's value names; None for a value not ours."""
+    name, _, request_id = value.partition(":")
+    vote = _VOTES.get(name)
+    return (vote, request_id) if vote and request_id else None
 
 
 def render_question(*, user_id: str, persona: Persona, question: str) -> SlackMessage:
@@ -291,34 +462,57 @@ def render_unknown_persona(error: UnknownPersonaError) -> str:
     return f"{escape(str(error))} `/oi personas` lists them all."
 
 
-def _body(answer: Answer, links: _AllowedLinks) -> list[SectionBlock]:
+def _body(answer: Answer, links: _AllowedLinks) -> list[list[Block]]:
+    """The answer's parts, each a run of blocks."""
     return [
-        *_sections(_labelled("Summary", [_inert(answer.summary, links)])),
-        *_quoted("*Recommendation*", _inert(answer.recommendation, links)),
-        *_sections(_bulleted("Rationale", answer.rationale, links)),
-        *_sections(_bulleted("Risks", answer.risks, links)),
-        *_next_actions(answer.next_actions, links),
-        *_sections(_bulleted("Missing context", answer.missing_context, links)),
+        [*_sections(_labelled("Summary", [_inert(answer.summary, links)]))],
+        [*_quoted("*Recommendation*", _inert(answer.recommendation, links))],
+        [*_sections(_bulleted("Rationale", answer.rationale, links))],
+        [*_sections(_bulleted("Risks", answer.risks, links))],
+        _next_actions(answer.next_actions, links),
+        [*_sections(_bulleted("Missing context", answer.missing_context, links))],
     ]
 
 
-def _sources(citations: list[Citation]) -> list[Block]:
-    """What the persona read, as links under the answer (ten to a context block, Slack's most)."""
-    if not citations:
-        return []
-    links = [_link(citation) for citation in citations]
-    elements = [_mrkdwn("*Sources*"), *links]
+def _divided(parts: list[list[Block]]) -> list[Block]:
+    """The parts one after the other, a divider between each two."""
+    blocks: list[Block] = []
+    for part in parts:
+        if blocks and part:
+            blocks.append(DividerBlock())
+        blocks += part
+    return blocks
+
+
+def _sources(citations: Sequence[Citation], links: _AllowedLinks) -> list[Block]:
+    """What the persona read, as a list of links under the answer: the URLs are the bot's own,
+    the titles fetched text shown as it is (`_unformatted`)."""
+    items = [
+        RichTextSectionElement(elements=[_source_link(citation, links)]) for citation in citations
+    ]
+    label = RichTextSectionElement(
+        elements=[
+            RichTextElementParts.Text(
+                text="Sources", style=RichTextElementParts.TextStyle(bold=True)
+            )
+        ]
+    )
     return [
-        ContextBlock(elements=elements[start : start + _CONTEXT_ELEMENTS_MAX])
-        for start in range(0, len(elements), _CONTEXT_ELEMENTS_MAX)
+        RichTextBlock(
+            elements=[
+                *([label] if start == 0 else []),
+                RichTextListElement(
+                    style="bullet", elements=items[start : start + _SOURCES_PER_BLOCK]
+                ),
+            ]
+        )
+        for start in range(0, len(items), _SOURCES_PER_BLOCK)
     ]
 
 
-def _link(citation: Citation) -> MarkdownTextObject:
-    """`<url|title>`; the URL cannot close the link early, the title cannot ping."""
-    url = _link_target(citation.url)
-    title = _truncate(escape(citation.title), _CONTEXT_TEXT_MAX - len(url) - 3)
-    return _mrkdwn(f"<{url}|{title}>")
+def _source_link(citation: Citation, links: _AllowedLinks) -> RichTextElementParts.Link:
+    title = _truncate(_unformatted(citation.title, links), _SOURCE_TITLE_MAX)
+    return RichTextElementParts.Link(url=citation.url, text=title or citation.url)
 
 
 def _link_target(url: str) -> str:
@@ -350,13 +544,42 @@ def _quoted(label: str, escaped: str, *, verbatim: bool = True) -> list[SectionB
     ]
 
 
-def _next_actions(actions: list[NextAction], links: _AllowedLinks) -> list[SectionBlock]:
+def _next_actions(actions: list[NextAction], links: _AllowedLinks) -> list[Block]:
+    """A table of the actions where one fits, else each action as a section."""
     if not actions:
-        return _sections(_labelled("Next actions", []))
-    blocks = _sections("*Next actions*")
+        return [*_sections(_labelled("Next actions", []))]
+    blocks: list[Block] = [*_sections("*Next actions*")]
+    table = _actions_table(actions, links)
+    if table is not None:
+        return [*blocks, table]
     for number, action in enumerate(actions, start=1):
         blocks += _next_action(number, action, links)
     return blocks
+
+
+def _actions_table(actions: list[NextAction], links: _AllowedLinks) -> TableBlock | None:
+    """Title, owner and outcome in columns of `raw_text` cells (text Slack shows as it is, so
+    no link in it), or None where a table would break a limit. The only table of the answer, so
+    no message holds two; it never holds more text than a message carries, below the table's
+    own limit."""
+    rows = [
+        ["Title", "Owner", "Outcome"],
+        *(
+            [_unformatted(text, links) for text in (action.title, action.owner, action.outcome)]
+            for action in actions
+        ),
+    ]
+    cells = [cell for row in rows for cell in row]
+    if (
+        len(rows) > _TABLE_ROWS_MAX
+        or max(map(len, cells)) > _CELL_TEXT_MAX
+        or sum(map(len, cells)) > _BODY_TEXT_MAX
+    ):
+        return None
+    return TableBlock(
+        rows=[[RawTextObject(text=cell or "—") for cell in row] for row in rows],
+        column_settings=[TableBlockColumnSettings(is_wrapped=True) for _ in range(3)],
+    )
 
 
 def _next_action(number: int, action: NextAction, links: _AllowedLinks) -> list[SectionBlock]:
@@ -374,65 +597,200 @@ def _next_action(number: int, action: NextAction, links: _AllowedLinks) -> list[
     ]
 
 
-def _header(title: str, suffix: str = "") -> HeaderBlock:
-    """Only the persona's title is shortened, so that a "continued" suffix always shows."""
-    return HeaderBlock(text=_truncate(title, _HEADER_TEXT_MAX - len(suffix)) + suffix)
+def _topic(persona: Persona, question: str) -> str:
+    """What an answer is about, for its header and its file: the persona and the question, the
+    asker's own words as plain text on one line."""
+    asked = _one_line(unwrap_slack_links(question))
+    return f"{persona.title} · {asked}" if asked else persona.title
 
 
-def _footer(reply: Reply) -> ContextBlock:
+def _step_detail(step: Step) -> str:
+    """How a finished step went (": not linked to this channel"), if it says."""
+    detail = _truncate(escape(_one_line(step.detail)), _SOURCE_TITLE_MAX)
+    return f": {detail}" if detail else ""
+
+
+def _footer(reply: Reply, *, show_usage: bool) -> ContextBlock:
     usage = reply.usage
-    text = (
-        f"{escape(reply.model)} · {usage.total_tokens} tokens "
-        f"({usage.prompt_tokens} in, {usage.completion_tokens} out) · {reply.latency_seconds:.1f}s"
+    tokens = (
+        [f"{usage.total_tokens} tokens ({usage.prompt_tokens} in, {usage.completion_tokens} out)"]
+        if show_usage
+        else []
     )
+    text = " · ".join([escape(reply.model), *tokens, f"{reply.latency_seconds:.1f}s"])
     return ContextBlock(elements=[_mrkdwn(_truncate(text, _CONTEXT_TEXT_MAX))])
 
 
-def _feedback(request_id: str) -> ActionsBlock:
-    """Thumbs up and down; their value names the request, so the vote is stored against it."""
-    return ActionsBlock(
+def _feedback(request_id: str) -> ContextActionsBlock:
+    """Slack's own thumbs up and down; each one's value names its vote and the request, so the
+    vote is stored against it (`feedback_vote`).
+    https://docs.slack.dev/reference/block-kit/block-elements/feedback-buttons-element"""
+    return ContextActionsBlock(
         elements=[
-            ButtonElement(
-                text="👍",
-                action_id=FEEDBACK_UP_ACTION,
-                value=request_id,
-                accessibility_label="Helpful",
-            ),
-            ButtonElement(
-                text="👎",
-                action_id=FEEDBACK_DOWN_ACTION,
-                value=request_id,
-                accessibility_label="Not helpful",
-            ),
+            FeedbackButtonsElement(
+                action_id=FEEDBACK_ACTION,
+                positive_button=FeedbackButtonObject(
+                    text="👍", accessibility_label="Helpful", value=f"up:{request_id}"
+                ),
+                negative_button=FeedbackButtonObject(
+                    text="👎", accessibility_label="Not helpful", value=f"down:{request_id}"
+                ),
+            )
         ]
     )
 
 
 def _paginate(blocks: list[Block]) -> list[list[Block]]:
-    """Fill each message up to the block and text budgets, then start the next one."""
+    """Fill each message up to the block and text budgets, then start the next one; a divider
+    neither ends nor starts a message."""
     pages: list[list[Block]] = [[]]
     size = 0
     for block in blocks:
         length = _text_length(block)
         if pages[-1] and (len(pages[-1]) == _BODY_BLOCKS_MAX or size + length > _BODY_TEXT_MAX):
+            if isinstance(pages[-1][-1], DividerBlock):
+                pages[-1].pop()
             pages.append([])
             size = 0
-        pages[-1].append(block)
-        size += length
+        if pages[-1] or not isinstance(block, DividerBlock):
+            pages[-1].append(block)
+            size += length
     return pages
 
 
+def _ending_with(page: list[Block], note: Block) -> list[Block]:
+    """`page` with `note` last, the blocks it has no room for left out (the file holds them)."""
+    kept = list(page)
+    room = _BODY_TEXT_MAX - _text_length(note)
+    while kept and (len(kept) >= _BODY_BLOCKS_MAX or sum(map(_text_length, kept)) > room):
+        kept.pop()
+    return [*kept, note]
+
+
+def _overflow_note(file: MarkdownFile) -> SectionBlock:
+    return _section(
+        f":page_facing_up: The rest of this answer is in the file *{escape(file.filename)}* "
+        "below, which holds all of it."
+    )
+
+
+def _answer_file(
+    persona: Persona, reply: Reply, links: _AllowedLinks, *, request_id: str, question: str
+) -> MarkdownFile:
+    """The whole answer as Markdown, as inert as a draft: what three messages cannot hold."""
+    topic = _topic(persona, question)
+    parts = [
+        f"# {_markdown_text(topic)}",
+        _markdown(reply.answer.model_dump(by_alias=True), links, finished=True),
+    ]
+    if reply.citations:
+        sources = [
+            f"- [{_markdown_text(_defanged_line(citation.title, links)) or citation.url}]"
+            f"(<{_link_target(citation.url)}>)"
+            for citation in reply.citations
+        ]
+        parts.append("\n".join(["**Sources**", *sources]))
+    return MarkdownFile(
+        filename=f"answer-{request_id}.md",
+        title=_truncate(topic, _HEADER_TEXT_MAX),
+        content="\n\n".join(parts) + "\n",
+    )
+
+
+def _markdown(answer: Mapping[str, Any], links: _AllowedLinks, *, finished: bool) -> str:
+    """The answer's parts as Markdown, in the order written; unless `finished`, the last one is
+    still being written (see `render_draft`)."""
+    writing = list(answer)[-1] if answer and not finished else None
+    parts = [
+        _markdown_part(key, value, links, writing=key == writing) for key, value in answer.items()
+    ]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _markdown_part(key: str, value: Any, links: _AllowedLinks, *, writing: bool) -> str:
+    if key in _TEXT_PARTS and isinstance(value, str):
+        text = _markdown_inert(_written(value, writing=writing), links).strip()
+        return "\n\n".join([f"**{_TEXT_PARTS[key]}**", *([text] if text else [])])
+    if key in _LIST_PARTS and isinstance(value, list):
+        last = len(value) - 1
+        items = [
+            _markdown_inert(_written(item, writing=writing and index == last), links, one_line=True)
+            for index, item in enumerate(value)
+            if isinstance(item, str)
+        ]
+        lines = [f"- {item}" for item in items if item]
+        return _markdown_labelled(_LIST_PARTS[key], lines, writing=writing)
+    if key == _ACTIONS_PART and isinstance(value, list):
+        actions = [
+            _markdown_action(number, action, links, writing=writing and number == len(value))
+            for number, action in enumerate(value, start=1)
+            if isinstance(action, Mapping)
+        ]
+        lines = [action for action in actions if action]
+        return _markdown_labelled("Next actions", lines, writing=writing)
+    return ""
+
+
+def _markdown_labelled(label: str, lines: list[str], *, writing: bool) -> str:
+    """A list under its label; an empty one says so once it is known to be finished."""
+    return "\n".join([f"**{label}**", *(lines or ([] if writing else [_NONE]))])
+
+
+def _markdown_action(
+    number: int, action: Mapping[str, Any], links: _AllowedLinks, *, writing: bool
+) -> str:
+    """`1. **title** — owner: …; outcome: …`, once the title is whole (empty until then)."""
+    keys = list(action)
+    being_written = keys[-1] if writing and keys else None
+    title = action.get("title")
+    if not isinstance(title, str) or being_written == "title":
+        return ""
+    shown = _markdown_inert(title, links, one_line=True)
+    line = f"{number}. **{shown}**" if shown else f"{number}."
+    for key, label in (("owner", " — owner:"), ("outcome", "; outcome:")):
+        value = action.get(key)
+        if isinstance(value, str):
+            text = _markdown_inert(
+                _written(value, writing=key == being_written), links, one_line=True
+            )
+            line += f"{label} {text}" if text else label
+    return line
+
+
+def _written(text: str, *, writing: bool) -> str:
+    """All of a finished string; of one still being written, only its whole words."""
+    return _LAST_WORD.sub("", text).rstrip() if writing else text
+
+
+def _capped(markdown: str, limit: int) -> str:
+    """`markdown` if it fits in `limit` characters, else cut after a word, with a note.
+
+    The cut depends only on the first `limit` characters, so a growing draft, once cut, stays
+    the same string; and it falls after the last word that fits, never before the end of a
+    shorter rendering that fitted (which ends a word: what follows it in a longer one is
+    whitespace), so what was shown stays a prefix.
+    """
+    room = limit - len(_DRAFT_CUT)
+    if len(markdown) <= room:
+        return markdown
+    ends = [word.end() for word in _WORD_END.finditer(markdown, 0, room + 1)]
+    return markdown[: ends[-1] if ends else room] + _DRAFT_CUT
+
+
 def _text_length(block: Block) -> int:
-    if isinstance(block, ContextBlock):
-        return sum(len(_plain(element)) for element in block.elements)
-    assert isinstance(block, SectionBlock)
-    return len(_plain(block.text)) + sum(len(_plain(field)) for field in block.fields or [])
+    """The characters a block holds in its texts and links."""
+    return _characters(block.to_dict())
 
 
-def _plain(part: object) -> str:
-    """A text object's text; the SDK types a block's parts loosely (text or any element, or
-    none), and the blocks built here only ever hold text."""
-    return part.text if isinstance(part, TextObject) else ""
+def _characters(part: object) -> int:
+    if isinstance(part, dict):
+        return sum(
+            len(value) if key in ("text", "url") and isinstance(value, str) else _characters(value)
+            for key, value in part.items()
+        )
+    if isinstance(part, list):
+        return sum(_characters(item) for item in part)
+    return 0
 
 
 def _sections(text: str) -> list[SectionBlock]:

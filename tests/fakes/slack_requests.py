@@ -127,15 +127,48 @@ def block_actions_body(
     """A button click on the bot's message `message_ts`, as Slack posts interactivity:
     `payload=` + the URL-quoted JSON. `message` replaces the sample's clicked message; `team`
     is the workspace's and the clicker's own team (another one: Slack Connect)."""
+    body = _block_actions(channel, message_ts, user, response_url, message, team)
+    body["actions"][0].update(action_id=action_id, value=value)
+    return "payload=" + quote(json.dumps(body))
+
+
+def feedback_buttons_body(
+    action_id: str,
+    value: str,
+    *,
+    label: str = "👍",
+    channel: str = "C111",
+    message_ts: str = "1678252213.679169",
+    user: str = "U111",
+    response_url: str = "http://localhost:8888/webhook",
+    team: str = "T111",
+) -> str:
+    """A click on one of Slack's feedback buttons (a `feedback_buttons` element in a
+    `context_actions` block): the action is the element's, typed `feedback_buttons`, with the
+    clicked button's `value` and text (bolt-js's FeedbackButtonsAction,
+    https://docs.slack.dev/tools/bolt-js/reference/interfaces/FeedbackButtonsAction)."""
+    body = _block_actions(channel, message_ts, user, response_url, None, team)
+    text = {"type": "plain_text", "text": label, "emoji": True}
+    body["actions"][0].update(type="feedback_buttons", action_id=action_id, value=value, text=text)
+    return "payload=" + quote(json.dumps(body))
+
+
+def _block_actions(
+    channel: str,
+    message_ts: str,
+    user: str,
+    response_url: str,
+    message: dict[str, Any] | None,
+    team: str,
+) -> dict[str, Any]:
     body = sample("block_actions.json")
     body["team"]["id"] = body["user"]["team_id"] = team
-    body["actions"][0].update(action_id=action_id, value=value)
     body["container"].update(message_ts=message_ts, channel_id=channel)
     body["channel"]["id"] = channel
     body["user"]["id"] = user
     body["message"] = {**(message or body["message"]), "ts": message_ts}
     body["response_url"] = response_url
-    return "payload=" + quote(json.dumps(body))
+    return body
 
 
 def socket_envelope(

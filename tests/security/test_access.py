@@ -16,13 +16,18 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.slack.render import CONFIRM_LINK_ACTION, FEEDBACK_UP_ACTION, RETRY_ACTION
+from bot.slack.render import CONFIRM_LINK_ACTION, FEEDBACK_ACTION, RETRY_ACTION
 from tests.fakes import openai_api
 from tests.fakes.github_api import FakeGitHub
 from tests.fakes.linear_api import FakeLinear
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack, SlackCall
-from tests.fakes.slack_requests import block_actions_body, event_body, slash_command_body
+from tests.fakes.slack_requests import (
+    block_actions_body,
+    event_body,
+    feedback_buttons_body,
+    slash_command_body,
+)
 from tests.slack_bot import RunningBot, answer_updates, mention_event, message_event, running_bot
 
 SECRET_README = "# secret\nThe launch codes are in vault/prod."
@@ -398,19 +403,18 @@ async def test_feedback_counts_only_from_the_conversations_members(
     await slack_bot.send(event_body(mention_event("<@UBOT> rate me"), event_id="Ev1"))
     await slack_bot.wait_for(lambda fake: len(answer_updates(fake)) == 1)
     [answer] = answer_updates(fake_slack)
-    request_id = next(
-        e["value"]
+    up = next(
+        e["positive_button"]["value"]
         for b in answer.args["blocks"]
         for e in b.get("elements", [])
-        if e.get("action_id") == FEEDBACK_UP_ACTION
+        if e.get("action_id") == FEEDBACK_ACTION
     )
+    request_id = up.split(":", 1)[1]
     url = fake_slack.response_url("vote")
-    await slack_bot.send(
-        block_actions_body(FEEDBACK_UP_ACTION, request_id, user="W999", response_url=url)
-    )
+    await slack_bot.send(feedback_buttons_body(FEEDBACK_ACTION, up, user="W999", response_url=url))
     [note] = await slack_bot.wait_for_calls("response_url", 1)
     assert "Only people in this conversation" in note.args["text"]
-    await slack_bot.send(block_actions_body(FEEDBACK_UP_ACTION, request_id, user="W111"))
+    await slack_bot.send(feedback_buttons_body(FEEDBACK_ACTION, up, user="W111"))
     await slack_bot.settle()
     assert await slack_bot.server.store.feedback(request_id) == {"W111": "up"}
 

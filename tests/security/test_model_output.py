@@ -119,7 +119,8 @@ async def test_model_output_reaches_slack_inert_but_links_to_what_was_read(
     shown = json.dumps(blocks)
     # the only links: the source that was read, in the summary and under Sources
     links = re.findall(r"<(https?://[^>|]+)[>|]", shown)
-    assert links.count(source) == 2 and set(links) == {source}
+    listed = re.findall(r'"url": "([^"]+)"', shown)  # the rich_text list of sources
+    assert links == [source] and listed == [source]
     assert f"Details: <{source}>" in shown
     assert PHISH in shown and "&lt;https://evil.example/x|click here&gt;" in shown
     assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown

@@ -1,4 +1,4 @@
-"""Buttons: "Try again" on a failure, thumbs up/down feedback, and confirming a link.
+"""Buttons: "Try again" on a failure, feedback on an answer, and confirming a link.
 
 A button acts only for the people it belongs to: anyone can see a public channel's messages
 without being in it, so feedback counts only from the conversation's members, "Try again" only
@@ -17,9 +17,11 @@ from bot.slack.admission import too_often
 from bot.slack.conversation_commands import Channel, link_source
 from bot.slack.render import (
     CONFIRM_LINK_ACTION,
+    FEEDBACK_ACTION,
     FEEDBACK_DOWN_ACTION,
     FEEDBACK_UP_ACTION,
     RETRY_ACTION,
+    feedback_vote,
 )
 from bot.slack.services import SlackServices
 from bot.store import LinkRecord, RateLimited, Vote
@@ -53,14 +55,18 @@ def register(app: AsyncApp, services: SlackServices) -> None:
         if reopened is not None:
             services.tasks.spawn(services.responder.answer(reopened), name=f"retry-{request.id}")
 
+    @app.action(FEEDBACK_ACTION)
     @app.action(FEEDBACK_UP_ACTION)
     @app.action(FEEDBACK_DOWN_ACTION)
     async def on_feedback(
         ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        vote: Vote = "up" if action["action_id"] == FEEDBACK_UP_ACTION else "down"
-        request = await services.store.get_request(action["value"])
+        voted = _vote(action)
+        if voted is None:
+            return
+        vote, request_id = voted
+        request = await services.store.get_request(request_id)
         if request is None:
             return
         if not await _in_conversation(services, body, request.channel_id):
@@ -92,6 +98,14 @@ def register(app: AsyncApp, services: SlackServices) -> None:
 
         link = LinkRecord(kind=asked["kind"], target=asked["target"])
         await link_source(services, channel, link, replace, confirmed=True)
+
+
+def _vote(action: dict[str, Any]) -> tuple[Vote, str] | None:
+    """The vote a click casts and the request it is for: Slack's feedback buttons name both in
+    the clicked button's value; the thumbs buttons of older answers, the vote in their action."""
+    if action["action_id"] == FEEDBACK_ACTION:
+        return feedback_vote(str(action.get("value", "")))
+    return ("up" if action["action_id"] == FEEDBACK_UP_ACTION else "down"), action["value"]
 
 
 async def _in_conversation(services: SlackServices, body: dict[str, Any], channel_id: str) -> bool:
