@@ -558,6 +558,19 @@ def test_a_failed_answer_leaves_its_steps_and_says_why_on_stderr(fake_openai):
     assert "declined to answer" in oi.process.stderr.read().decode()
 
 
+def test_a_terminal_sees_the_answer_grow_as_the_model_writes_it(fake_openai):
+    fake_openai.script(openai_api.paced(openai_api.answer()))
+    environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    oi = _Terminal("backend-engineer", "review the retry design", env=environment)
+    fake_openai.send_chunks(4)  # the role, then `{"summary": "Retries w…`, give or take a piece
+    oi.wait_for(f"{SPINNING} Writing the answer\nBackend Engineer ─+\nSummary\n  Retries w")
+    assert VALID_ANSWER["summary"] not in oi.text
+    fake_openai.send_chunks(1000)
+    assert oi.finish() == 0
+    final = oi.text[oi.text.rindex("✓ Writing the answer") :]
+    assert VALID_ANSWER["summary"] in final and "gpt-4o-mini" in final
+
+
 async def test_steps_show_their_state_and_why_one_failed():
     live = LiveProgress(Console(), persona=PERSONA)
     await live.step(Step("a", "Reading acme/payments", "in_progress"))
