@@ -66,6 +66,16 @@ UNLISTED_ERRORS = {
     "invalid_blocks": "documented now (docs.slack.dev/reference/methods/chat.postMessage)",
     "invalid_blocks_format": "documented for chat.* today, like invalid_blocks",
 }
+# Common errors every method may answer (docs.slack.dev/reference/methods, "Common errors"): how
+# a workspace refuses a method it does not offer, or a token or scope that may not use it.
+for _code in (
+    "unknown_method",
+    "method_deprecated",
+    "not_allowed_token_type",
+    "missing_scope",
+    "ekm_access_denied",
+):
+    UNLISTED_ERRORS[_code] = "a Common error on every reference page"
 # Errors the new methods answer that their reference page's list lacks, each with why it is right.
 UNLISTED_PAGE_ERRORS = {
     "invalid_arguments": "Slack's common error for a missing or malformed argument "
@@ -76,6 +86,9 @@ UNLISTED_PAGE_ERRORS = {
     "invalid_auth": "a Common error on every reference page",
     "ratelimited": UNLISTED_ERRORS["ratelimited"],
     "fatal_error": UNLISTED_ERRORS["fatal_error"],
+    **{code: UNLISTED_ERRORS[code] for code in ("unknown_method", "method_deprecated")},
+    **{code: UNLISTED_ERRORS[code] for code in ("not_allowed_token_type", "missing_scope")},
+    "ekm_access_denied": UNLISTED_ERRORS["ekm_access_denied"],
 }
 # Block shapes the Java SDK's superset knows (it has no `context` text elements, for one): the
 # fake returns blocks as they were sent, so they are held to the superset with the rest.

@@ -50,9 +50,9 @@ class _Pacer:
     """When the next call may go: every `_APPEND_SECONDS` at first, then slower, so that the
     number of text appends grows with the logarithm of the answer's length in time."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, at_once: bool) -> None:
         self._seconds = seconds
-        self._last = -seconds
+        self._last = -seconds if at_once else time.monotonic()
         self._first_text: float | None = None
 
     def wait(self, *, urgent: bool) -> float:
@@ -97,7 +97,12 @@ class LiveReply:
         self._thread_ts = thread_ts
         self._stream = stream
         self._status = status
-        self._pacer = _Pacer(_APPEND_SECONDS if stream else _PLACEHOLDER_SECONDS)
+        # A stream shows its first steps at once; a placeholder, which says the persona is on
+        # it, changes only once the work takes a while (a quick answer replaces it directly).
+        if stream is None:
+            self._pacer = _Pacer(_PLACEHOLDER_SECONDS, at_once=False)
+        else:
+            self._pacer = _Pacer(_APPEND_SECONDS, at_once=True)
         self._steps: dict[str, Step] = {}  # reported, not yet shown, latest state per step
         self._current: Step | None = None  # the step a placeholder or status shows
         self._shown_current: Step | None = None
