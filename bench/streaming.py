@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,9 @@ async def run(questions: int, stream_seconds: float, answer_chars: int) -> list[
                 status, _, _ = await post(client, bot.url, body)
                 assert status == 200, status
                 done = await wait_until(
-                    lambda: any(is_answer(c) for c in fakes.slack.calls[calls_before:]),
+                    lambda since=calls_before: any(
+                        is_answer(call) for call in fakes.slack.calls[since:]
+                    ),
                     timeout=60,
                     every=0.05,
                 )

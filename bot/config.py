@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     log_level: str | None = None
     oi_slack_streaming: Literal["on", "off"] = Field(
         default="on",
-        description="Stream steps and the answer (chat.startStream); off: placeholder, then update.",
+        description="Stream the steps and the answer (chat.startStream); off: a placeholder.",
     )
     oi_show_usage: bool = Field(
         default=False, description="Token counts in each answer's footer (always in /metrics)."

@@ -41,11 +41,11 @@ from bot.metrics import Metrics
 from bot.slack.access import AccessPolicy
 from bot.slack.admission import QuestionLimits
 from bot.slack.app import build_slack_app
+from bot.slack.assistant import can_customize
 from bot.slack.client import create_web_client
 from bot.slack.directory import SlackDirectory
 from bot.slack.responder import AnswerLimits, Responder
 from bot.slack.services import SlackServices
-from bot.slack.assistant import can_customize
 from bot.slack.thread import ThreadMessages
 from bot.store import Store
 

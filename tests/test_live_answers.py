@@ -15,7 +15,6 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.config import Settings
-
 from tests.fakes import openai_api
 from tests.fakes.github_api import add_payments_sample
 from tests.fakes.openai_api import VALID_ANSWER
@@ -96,9 +95,11 @@ async def test_mention_streams_steps_then_the_answer_then_one_final_message(
     chunks = _chunks(slack_bot.fake_slack, ts)
     read = _first_index(
         chunks,
-        lambda c: c["type"] == "task_update"
-        and "acme/payments#42" in c["title"]
-        and c["status"] == "complete",
+        lambda c: (
+            c["type"] == "task_update"
+            and "acme/payments#42" in c["title"]
+            and c["status"] == "complete"
+        ),
     )
     writing = _first_index(chunks, lambda c: c.get("title") == "Writing the answer")
     first_text = _first_index(chunks, lambda c: c["type"] == "markdown_text")
@@ -125,7 +126,8 @@ async def test_slash_command_streams_under_the_posted_question(slack_bot, fake_o
     start = slack_bot.fake_slack.calls_to("chat.startStream")[0]
     assert start.args["thread_ts"] == thread_ts
     assert final.args["ts"] == start.response["ts"]
-    assert VALID_ANSWER["summary"] in _streamed_text(_chunks(slack_bot.fake_slack, final.args["ts"]))
+    streamed = _streamed_text(_chunks(slack_bot.fake_slack, final.args["ts"]))
+    assert VALID_ANSWER["summary"] in streamed
 
 
 async def test_follow_up_streams_in_the_same_thread(slack_bot, fake_openai):
@@ -195,9 +197,7 @@ async def test_streaming_off_updates_the_placeholder_with_the_current_step(
     assert steps and all(call_text.count("Writing the answer") == 1 for call_text in steps)
 
 
-async def test_a_workspace_that_refuses_streaming_gets_placeholders(
-    slack_bot, fake_openai
-):
+async def test_a_workspace_that_refuses_streaming_gets_placeholders(slack_bot, fake_openai):
     slack_bot.fake_slack.fail("chat.startStream", "not_allowed_token_type")
     for number in (1, 2):
         mention = mention_event(f"<@UBOT> {QUESTION} {number}", ts=f"1700000400.00010{number}")

@@ -315,9 +315,7 @@ def _cached_source(key: str) -> tuple[str, str]:
     return (vendor, name.lower()) if vendor == "github" else (vendor, name.split("-", 1)[0])
 
 
-def _still_readable(
-    key: str, items: Sequence[Fetched], *, links: Links, reach: Reach
-) -> bool:
+def _still_readable(key: str, items: Sequence[Fetched], *, links: Links, reach: Reach) -> bool:
     """Whether a thread's cached context may still be shown to this question: public content
     always; private content where it is still linked (it may have been unlinked since), and
     never to outsiders."""

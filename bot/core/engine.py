@@ -74,4 +74,3 @@ class Engine:
         unread = [line for line in gathered.missing if line not in answer.missing_context]
         answer = answer.model_copy(update={"missing_context": [*answer.missing_context, *unread]})
         return reply.model_copy(update={"answer": answer, "citations": gathered.citations})
-

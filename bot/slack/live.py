@@ -247,8 +247,9 @@ class LiveReply:
         try:
             await self._stream.stop(chunks=chunks or None, blocks=blocks)
         except SlackApiError as error:
-            log.warning("reply.stream_stop_refused", slack_error=error.response.get("error"))
-            if blocks is not None and error.response.get("error") != "message_not_in_streaming_state":
+            code = error.response.get("error")
+            log.warning("reply.stream_stop_refused", slack_error=code)
+            if code != "message_not_in_streaming_state":  # stopped, without what was refused
                 await end_stream(self._client, channel=self._channel, ts=self.ts)
 
     def _finished_steps(self) -> list[Step]:

@@ -34,8 +34,8 @@ from bot.metrics import Metrics
 from bot.slack.access import OUTSIDERS_DENIED, AccessPolicy, place
 from bot.slack.directory import SlackDirectory
 from bot.slack.lease import held_lease
-from bot.slack.render import render_failure, render_reply
 from bot.slack.live import LiveReply
+from bot.slack.render import render_failure, render_reply
 from bot.slack.thread import MEMBERSHIP_ERRORS, ThreadMessages
 from bot.store import RequestRecord, Store, ThreadMemory
 

@@ -80,7 +80,8 @@ class ThreadMessages:
         message an earlier attempt left (stopping its stream first), never starting a second."""
         channel = request.channel_id
         if request.kind == "direct":
-            await set_title(self._client, channel=channel, thread_ts=thread_ts, title=request.question)
+            title = request.question
+            await set_title(self._client, channel=channel, thread_ts=thread_ts, title=title)
         stream = None
         if request.reply_ts:
             ts = request.reply_ts
