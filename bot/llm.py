@@ -583,10 +583,17 @@ def _status_reason(error: openai.APIStatusError) -> str:
 
 
 def request_body(
-    messages: list[Message], *, model: str, mode: StructuredOutput = "auto"
+    messages: list[Message],
+    *,
+    model: str,
+    mode: StructuredOutput = "auto",
+    streamed: bool = False,
 ) -> dict[str, Any]:
-    """The JSON body `answer` first sends for these messages in this `OI_STRUCTURED_OUTPUT`."""
-    return _body(messages, model, _FIRST_MODE[mode])
+    """The JSON body `answer` first sends for these messages in this `OI_STRUCTURED_OUTPUT`;
+    `streamed`: when someone is shown the drafts (`on_draft`), which only a JSON mode streams."""
+    first = _FIRST_MODE[mode]
+    body = _body(messages, model, first)
+    return {**body, **_STREAM} if streamed and first != "prompt" else body
 
 
 def preview_request(
@@ -595,10 +602,12 @@ def preview_request(
     question: str,
     default_model: str,
     structured_output: StructuredOutput = "auto",
+    streamed: bool = False,
 ) -> dict[str, Any]:
     """The request body the engine's `ask` would send first with no history and no context: a
     dry run reads nothing. (In `auto`, a server that refuses `json_schema` is then asked in a
     weaker mode.) Without context the marker tag stays out of the prompt, so the preview is the
-    exact request."""
+    exact request; `streamed` as `request_body` says."""
     messages = build_messages(persona=persona, question=question, tag=new_marker_tag())
-    return request_body(messages, model=persona.model or default_model, mode=structured_output)
+    model = persona.model or default_model
+    return request_body(messages, model=model, mode=structured_output, streamed=streamed)

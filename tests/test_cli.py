@@ -531,6 +531,17 @@ def test_a_terminal_sees_each_source_read_then_the_answer_written(
     assert "is thinking" not in shown  # one live display: no second spinner on stderr
 
 
+def test_a_dry_run_on_a_terminal_shows_the_streamed_request(fake_openai):
+    """A terminal is shown the answer as it is written, so it asks for a stream; a pipe not."""
+    oi = _Terminal("--dry-run", "backend-engineer", "review", env={}, stderr_too=False)
+    assert oi.finish() == 0
+    previewed = json.loads(oi.text)
+    assert previewed["stream"] is True and previewed["stream_options"] == {"include_usage": True}
+    piped = run_oi("--dry-run", "backend-engineer", "review", fake=fake_openai)
+    assert "stream" not in json.loads(piped.stdout)
+    assert fake_openai.requests == []
+
+
 def test_json_on_a_terminal_is_the_json_alone(fake_openai, fake_github, fake_linear):
     fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
     environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}

@@ -187,6 +187,20 @@ async def test_each_mode_that_holds_the_reply_to_json_streams(fake_openai, mode)
     assert drafts.seen[-1] == VALID_ANSWER
 
 
+@pytest.mark.parametrize("mode", ["auto", "json_schema", "json_object", "prompt"])
+async def test_a_streamed_request_is_what_request_body_says(fake_openai, mode):
+    """What `oi --dry-run` prints on a terminal, where the answer is shown as it streams."""
+    messages = _messages("Outbox or not?")
+    client = _client(fake_openai, structured_output=mode)
+    try:
+        await client.answer(messages, on_draft=Drafts())
+    finally:
+        await client.aclose()
+    [request] = fake_openai.requests
+    assert request == request_body(messages, model="test-model", mode=mode, streamed=True)
+    assert _streamed(request) is (mode != "prompt")
+
+
 async def test_prompt_mode_never_streams(fake_openai):
     drafts = Drafts()
     messages = _messages("Outbox or not?")

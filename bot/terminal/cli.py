@@ -177,18 +177,21 @@ def _ask(
             f"the question is {len(question):,} characters long; the limit is "
             f"{settings.oi_max_question_chars:,} (OI_MAX_QUESTION_CHARS)."
         )
+    # On a terminal the answer is shown as it is written, so it is asked for as a stream.
+    shown_live = stdout.is_interactive and not args.json
     if args.dry_run:
         body = preview_request(
             persona=persona,
             question=question,
             default_model=settings.openai_model,
             structured_output=settings.oi_structured_output,
+            streamed=shown_live,
         )
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return EXIT_OK
     llm = LLMClient.from_settings(settings)
     links = Links(repositories=args.repo, linear_teams=args.linear_team)
-    live = stdout if stdout.is_interactive and not args.json else None
+    live = stdout if shown_live else None
     reply = asyncio.run(_answer(settings, llm, persona, question, links, live=live, stderr=stderr))
     if args.json:
         print(reply.answer.model_dump_json(indent=2))
