@@ -33,6 +33,24 @@ def test_ask_keeps_the_question_verbatim():
     assert command == Ask(persona="backend-engineer", question="review this:\n  - retries")
 
 
+@pytest.mark.parametrize("typed", ["oi ", "/oi ", "OI  ", " oi\n"])
+def test_a_leading_oi_as_the_examples_write_it_is_taken_off(typed):
+    """A persona card's example use case, pasted into a DM or after a mention, still asks it."""
+    example = PERSONAS.get("backend-engineer").example_use_cases[0]
+    assert example.startswith("oi backend-engineer ")
+    command = parse_command(f"{typed}backend-engineer review the retry design", PERSONAS)
+    assert command == Ask(persona="backend-engineer", question="review the retry design")
+    default = parse_command(f"{typed}personas", PERSONAS, default_persona="backend-engineer")
+    assert default == ListPersonas()
+
+
+def test_a_question_about_oi_itself_keeps_its_words():
+    command = parse_command("oi", PERSONAS, default_persona="backend-engineer")
+    assert command == Ask(persona="backend-engineer", question="oi")
+    command = parse_command("oil pipelines?", PERSONAS, default_persona="backend-engineer")
+    assert command == Ask(persona="backend-engineer", question="oil pipelines?")
+
+
 def test_empty_question_is_usage_with_a_reason():
     command = parse_command("backend-engineer   ", PERSONAS)
     assert isinstance(command, ShowHelp)

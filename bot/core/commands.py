@@ -76,15 +76,20 @@ class ShowHelp:
 
 Command = Ask | ListPersonas | SetDefaultPersona | Link | Unlink | ListLinks | ShowHelp
 
+# "oi backend-engineer review …" typed (or pasted from a card's example) where oi already listens.
+_LEADING_OI = re.compile(r"^\s*/?oi\s+(?=\S)", re.IGNORECASE)
+
 
 def parse_command(
     text: str, personas: PersonaRegistry, *, default_persona: str | None = None
 ) -> Command:
-    """Parse a command's words (without the leading `oi`).
+    """Parse a command's words (a leading `oi` or `/oi`, as the examples in the docs and the
+    persona cards are written, is taken off).
 
     With `default_persona` (an @-mention), the persona name is optional. Raises
     `UnknownPersonaError` for a name that is not a persona, or for a close misspelling of one.
     """
+    text = _LEADING_OI.sub("", text, count=1)
     words = text.strip().split(maxsplit=1)
     if not words or words[0].lower() == "help":
         return ShowHelp()
