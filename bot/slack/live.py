@@ -108,6 +108,7 @@ class LiveReply:
         self._shown_current: Step | None = None
         self._shown_status = ""
         self._citations: list[Citation] = []
+        self._latest: Draft | None = None  # the newest draft, not rendered yet
         self._draft = ""  # the answer so far as Markdown, as far as it is shown once complete
         self._sent = ""  # what of `_draft` Slack has
         self._wake = asyncio.Event()
@@ -135,16 +136,10 @@ class LiveReply:
         self._wake.set()
 
     async def draft(self, draft: Draft) -> None:
-        if self._stream is None:
-            return
-        text = render_draft(
-            persona=self.persona,
-            draft=draft,
-            links_from=self._citations,
-            limit=_DRAFT_CHARACTERS,
-        )
-        if text.startswith(self._draft):  # a rendering that would rewrite what is shown waits
-            self._draft = text
+        """Kept until the next append, which renders only the latest: a model's stream brings a
+        draft every few characters, an append goes every few hundred milliseconds."""
+        if self._stream is not None:
+            self._latest = draft
             self._wake.set()
 
     async def close(self, final: SlackMessage | None = None) -> None:
@@ -173,7 +168,7 @@ class LiveReply:
     async def _show_forever(self) -> None:
         while True:
             await self._wake.wait()
-            urgent = self._stream is not None and not self._sent and bool(self._draft)
+            urgent = self._stream is not None and not self._sent and self._latest is not None
             delay = self._pacer.wait(urgent=urgent)
             if delay:
                 await asyncio.sleep(delay)
@@ -191,6 +186,7 @@ class LiveReply:
 
     async def _append(self) -> None:
         assert self._stream is not None
+        self._render_latest()
         steps, text = list(self._steps.values()), self._draft[len(self._sent) :]
         chunks: list[Chunk] = [_task_chunk(step) for step in steps]
         if text:
@@ -207,6 +203,19 @@ class LiveReply:
                 del self._steps[step.id]
         self._sent += text
         self._pacer.sent(text=bool(text))
+
+    def _render_latest(self) -> None:
+        if self._latest is None:
+            return
+        text = render_draft(
+            persona=self.persona,
+            draft=self._latest,
+            links_from=self._citations,
+            limit=_DRAFT_CHARACTERS,
+        )
+        self._latest = None
+        if text.startswith(self._draft):  # a rendering that would rewrite what is shown waits
+            self._draft = text
 
     async def _update_placeholder(self, step: Step) -> None:
         message = render_progress(persona=self.persona, step=step)
