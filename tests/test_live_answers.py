@@ -293,3 +293,18 @@ async def test_a_huge_answer_streams_within_slacks_limits_then_overflows_to_a_fi
     assert (upload.channel, upload.thread_ts) == ("C111", mention["ts"])
     assert upload.content is not None
     assert upload.content.decode().count(line.strip()) >= 180 * 3
+
+
+async def test_an_append_waiting_out_a_long_rate_limit_does_not_hold_up_the_answer(
+    slack_bot, fake_openai
+):
+    """Slack asks the steps' append to wait a minute: the answer does not wait with it."""
+    slack_bot.fake_slack.rate_limit("chat.appendStream", times=1, retry_after=60)
+    fake_openai.script(_written_slowly())
+    mention = mention_event(f"<@UBOT> {QUESTION}")
+    await slack_bot.send(event_body(mention, event_id="Ev-429-long"))
+    [final] = await _answered(slack_bot)  # within the wait's 10 s, not after Slack's 60
+    [start] = slack_bot.fake_slack.calls_to("chat.startStream")
+    assert final.args["ts"] == start.response["ts"]
+    assert slack_bot.fake_slack.calls_to("chat.appendStream")[0].status == 429
+    assert not slack_bot.fake_slack.is_streaming("C111", final.args["ts"])

@@ -15,6 +15,7 @@ never fails an answer: a refused or rate-limited append only means the next one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -36,7 +37,7 @@ log = structlog.get_logger(__name__)
 # Between two appends at first; later the pace slows so that a long answer is not a long bill.
 _APPEND_SECONDS = 0.4
 # Appends one answer's text may take before the pace slows down (see `_Pacer`).
-_TEXT_APPENDS = 20
+_TEXT_APPENDS = 15
 # A placeholder is updated no more often than this (chat.update, the fallback).
 _PLACEHOLDER_SECONDS = 3.0
 # Streamed Markdown stops growing here; the finished answer shows the rest. Slack takes 12,000
@@ -112,7 +113,7 @@ class LiveReply:
         self._draft = ""  # the answer so far as Markdown, as far as it is shown once complete
         self._sent = ""  # what of `_draft` Slack has
         self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._hurry = asyncio.Event()  # the answer's first words are waiting: no pause for them
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -141,40 +142,47 @@ class LiveReply:
         if self._stream is not None:
             self._latest = draft
             self._wake.set()
+            if self._first_words_waiting():
+                self._hurry.set()
+
+    def _first_words_waiting(self) -> bool:
+        return self._stream is not None and not self._sent and self._latest is not None
 
     async def close(self, final: SlackMessage | None = None) -> None:
         """Stop showing progress; a stream is stopped (with the answer's blocks, `final`), and
         the assistant status cleared. Safe to call more than once."""
         await self.quiet()
-        async with self._lock:
-            if self._stream is not None:
-                await self._stop_stream(final)
-                self._stream = None
-            if self._shown_status:
-                await set_status(
-                    self._client, channel=self._channel, thread_ts=self._thread_ts, status=""
-                )
-                self._shown_status = ""
+        if self._stream is not None:
+            await self._stop_stream(final)
+            self._stream = None
+        if self._shown_status:
+            await set_status(
+                self._client, channel=self._channel, thread_ts=self._thread_ts, status=""
+            )
+            self._shown_status = ""
 
     async def quiet(self) -> None:
-        """Stop the showing task (waiting for a call in flight); no more calls to Slack."""
+        """Stop the showing task, a call in flight included (one waiting out a rate limit
+        must not hold up the answer, which replaces whatever it would have shown)."""
         task, self._task = self._task, None
         if task is None:
             return
-        async with self._lock:
-            task.cancel()
+        task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     async def _show_forever(self) -> None:
         while True:
             await self._wake.wait()
-            urgent = self._stream is not None and not self._sent and self._latest is not None
-            delay = self._pacer.wait(urgent=urgent)
+            delay = self._pacer.wait(urgent=self._first_words_waiting())
             if delay:
-                await asyncio.sleep(delay)
+                # The first words cut the wait short. (Not `wait_for`: on Python 3.11 it can
+                # swallow the cancellation `quiet` sends when the event is set at that moment.)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._hurry.wait()
             self._wake.clear()
-            async with self._lock:
-                await self._show()
+            self._hurry.clear()
+            await self._show()
 
     async def _show(self) -> None:
         if self._status:
