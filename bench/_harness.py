@@ -86,6 +86,7 @@ BENCH_VARIABLES = {
     "OI_CONTEXT_TIMEOUT_SECONDS": "15",
     "OI_SHUTDOWN_GRACE_SECONDS": "10",
     "LOG_LEVEL": "INFO",
+    "OI_SLACK_STREAMING": "on",  # the default (the tests' settings turn it off)
 }
 
 
