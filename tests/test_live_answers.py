@@ -308,3 +308,53 @@ async def test_an_append_waiting_out_a_long_rate_limit_does_not_hold_up_the_answ
     assert final.args["ts"] == start.response["ts"]
     assert slack_bot.fake_slack.calls_to("chat.appendStream")[0].status == 429
     assert not slack_bot.fake_slack.is_streaming("C111", final.args["ts"])
+
+
+async def test_retries_and_the_message_twin_stream_one_answer(slack_bot, fake_openai):
+    fake_openai.script(_written_slowly())
+    event = mention_event(f"<@UBOT> {QUESTION}")
+    body = event_body(event, event_id="Ev-twin-1")
+    assert (await slack_bot.send(body))[0] == 200
+    assert (await slack_bot.send(body, retry=1))[0] == 200
+    as_message = message_event(event["text"], ts=event["ts"])
+    assert (await slack_bot.send(event_body(as_message, event_id="Ev-twin-2")))[0] == 200
+    [final] = await _answered(slack_bot)
+    fake = slack_bot.fake_slack
+    assert len(fake_openai.requests) == 1
+    [start] = fake.calls_to("chat.startStream")
+    assert len(fake.calls_to("chat.stopStream")) == 1
+    assert [m["ts"] for m in _bot_messages(fake, event["ts"])] == [start.response["ts"]]
+
+
+async def test_a_model_that_cannot_stream_json_still_shows_the_steps(
+    settings_for, fake_slack, fake_openai
+):
+    """With the schema in the prompt the model may write prose first, so nothing is streamed
+    from it: the steps are, and the finished answer replaces them."""
+    settings = settings_for(oi_slack_streaming="on", oi_structured_output="prompt")
+    async with running_bot(settings, fake_slack) as bot:
+        await bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev-prompt"))
+        [final] = await _answered(bot)
+    assert "stream" not in fake_openai.requests[0]
+    chunks = _chunks(fake_slack, final.args["ts"])
+    titles = [chunk.get("title") for chunk in chunks if chunk["type"] == "task_update"]
+    assert "Writing the answer" in titles and not _streamed_text(chunks)
+    assert VALID_ANSWER["summary"] in json.dumps(final.args["blocks"])
+
+
+async def test_without_chat_write_customize_answers_go_out_under_the_apps_name(
+    settings_for, fake_slack, fake_openai
+):
+    fake_slack.scopes = tuple(s for s in fake_slack.scopes if s != "chat:write.customize")
+    async with running_bot(settings_for(oi_slack_streaming="on"), fake_slack) as bot:
+        await bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev-plain"))
+        await _answered(bot)
+    [start] = fake_slack.calls_to("chat.startStream")
+    assert not {"username", "icon_emoji", "icon_url"} & start.args.keys()
+
+
+async def test_with_chat_write_customize_answers_go_out_as_the_persona(slack_bot, fake_openai):
+    await slack_bot.send(event_body(mention_event(f"<@UBOT> {QUESTION}"), event_id="Ev-named"))
+    await _answered(slack_bot)
+    [start] = slack_bot.fake_slack.calls_to("chat.startStream")
+    assert start.args["username"] == "Backend Engineer" and start.args["icon_emoji"] == ":gear:"
