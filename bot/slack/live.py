@@ -89,7 +89,6 @@ class LiveReply:
         ts: str,
         thread_ts: str,
         stream: AsyncChatStream | None,
-        status: bool,
     ) -> None:
         self.ts = ts
         self.persona = persona
@@ -97,7 +96,6 @@ class LiveReply:
         self._channel = channel
         self._thread_ts = thread_ts
         self._stream = stream
-        self._status = status
         # A stream shows its first steps at once; a placeholder, which says the persona is on
         # it, changes only once the work takes a while (a quick answer replaces it directly).
         if stream is None:
@@ -185,8 +183,7 @@ class LiveReply:
             await self._show()
 
     async def _show(self) -> None:
-        if self._status:
-            await self._show_status()
+        await self._show_status()
         if self._stream is not None:
             await self._append()
         elif self._current != self._shown_current and self._current is not None:

@@ -88,16 +88,17 @@ class ThreadMessages:
             if request.reply_streamed:
                 await end_stream(self._client, channel=channel, ts=ts)
             await self._update(channel, ts, render_progress(persona=persona))
-        elif self._streaming and request.team_id not in self._no_streaming:
-            stream = await self._open_stream(request, persona, thread_ts)
-        if request.reply_ts:
-            await self._store.transition(request.id, "gathering", reply_ts=ts, streamed=False)
-        elif stream is not None and stream.ts:
-            ts = stream.ts
-            await self._store.transition(request.id, "gathering", reply_ts=ts, streamed=True)
-        else:
-            ts = await self._post(channel, thread_ts, render_progress(persona=persona), persona)
             await self._store.transition(request.id, "gathering", reply_ts=ts)
+        else:
+            if self._streaming and request.team_id not in self._no_streaming:
+                stream = await self._open_stream(request, persona, thread_ts)
+            if stream is not None and stream.ts:
+                ts = stream.ts
+                await self._store.transition(request.id, "gathering", reply_ts=ts, streamed=True)
+            else:
+                stream = None
+                ts = await self._post(channel, thread_ts, render_progress(persona=persona), persona)
+                await self._store.transition(request.id, "gathering", reply_ts=ts)
         live = LiveReply(
             client=self._client,
             persona=persona,
@@ -105,7 +106,6 @@ class ThreadMessages:
             ts=ts,
             thread_ts=thread_ts,
             stream=stream,
-            status=True,
         )
         live.start()
         return live
