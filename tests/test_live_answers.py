@@ -358,3 +358,20 @@ async def test_with_chat_write_customize_answers_go_out_as_the_persona(slack_bot
     await _answered(slack_bot)
     [start] = slack_bot.fake_slack.calls_to("chat.startStream")
     assert start.args["username"] == "Backend Engineer" and start.args["icon_emoji"] == ":gear:"
+
+
+async def test_a_failure_stops_the_stream_and_takes_its_place(slack_bot, fake_openai):
+    fake_openai.script(openai_api.refusal("Not something I can review."))
+    mention = mention_event(f"<@UBOT> {QUESTION}")
+    await slack_bot.send(event_body(mention, event_id="Ev-refused"))
+    await slack_bot.wait_for(
+        lambda fake: any("Try again" in json.dumps(c.args) for c in fake.calls_to("chat.update"))
+    )
+    await slack_bot.settle()
+    fake = slack_bot.fake_slack
+    [start] = fake.calls_to("chat.startStream")
+    ts = start.response["ts"]
+    [failure] = fake.calls_to("chat.update")
+    assert failure.args["ts"] == ts and "declined to answer" in failure.args["text"]
+    assert fake.calls_to("chat.stopStream") and not fake.is_streaming("C111", ts)
+    assert [m["ts"] for m in _bot_messages(fake, mention["ts"])] == [ts]
