@@ -373,5 +373,7 @@ async def test_a_failure_stops_the_stream_and_takes_its_place(slack_bot, fake_op
     ts = start.response["ts"]
     [failure] = fake.calls_to("chat.update")
     assert failure.args["ts"] == ts and "declined to answer" in failure.args["text"]
-    assert fake.calls_to("chat.stopStream") and not fake.is_streaming("C111", ts)
+    assert len(fake.calls_to("chat.stopStream")) == 1 and not fake.is_streaming("C111", ts)
     assert [m["ts"] for m in _bot_messages(fake, mention["ts"])] == [ts]
+    statuses = fake.calls_to("assistant.threads.setStatus")
+    assert statuses and statuses[-1].args["status"] == ""  # cleared, not left "writing"

@@ -168,11 +168,21 @@ class Responder:
         else:
             await self.answer(request)
 
-    async def fail(self, request: RequestRecord, reason: str, *, detail: str = "") -> Outcome:
-        """Record the failure first (so "Try again" finds it failed), then say it in the thread."""
+    async def fail(
+        self,
+        request: RequestRecord,
+        reason: str,
+        *,
+        detail: str = "",
+        live: LiveReply | None = None,
+    ) -> Outcome:
+        """Record the failure first (so "Try again" finds it failed), then say it in the thread,
+        in place of the reply (`live`, when this attempt has one, stops showing progress)."""
+        if live is not None:
+            await live.close()
         await self._store.transition(request.id, "failed", detail=detail or reason)
         failure = render_failure(reason=reason, request_id=request.id)
-        await self._messages.show_failure(request, failure)
+        await self._messages.show_failure(request, failure, stream_ended=live is not None)
         return "failed"
 
     async def _hand_back(self, request: RequestRecord) -> None:
@@ -234,7 +244,7 @@ class Responder:
             )
         except _Refused as refused:
             log.warning("request.refused", reason=refused.detail)
-            return await self.fail(request, refused.reason, detail=refused.detail)
+            return await self.fail(request, refused.reason, detail=refused.detail, live=live)
         async with self._finishing:
             # Remembered before it is shown, so a reply typed the moment it appears sees it.
             used = reply.usage.total_tokens - reserved

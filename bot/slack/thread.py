@@ -133,11 +133,14 @@ class ThreadMessages:
         if rendered.attachment is not None and request.attachment_file_id is None:
             await self._share(request, rendered.attachment, thread_ts)
 
-    async def show_failure(self, request: RequestRecord, failure: SlackMessage) -> None:
-        """A failure in place of the placeholder, or in the thread when there is none yet."""
+    async def show_failure(
+        self, request: RequestRecord, failure: SlackMessage, *, stream_ended: bool = False
+    ) -> None:
+        """A failure in place of the reply, or in the thread when there is none yet; a reply
+        that was streamed is stopped first, unless this attempt has (`stream_ended`)."""
         current = await self._store.get_request(request.id) or request
         if current.reply_ts:
-            if current.reply_streamed:
+            if current.reply_streamed and not stream_ended:
                 await end_stream(self._client, channel=request.channel_id, ts=current.reply_ts)
             await self._update(request.channel_id, current.reply_ts, failure)
         elif current.thread_ts:
