@@ -13,14 +13,14 @@ from slack_sdk.models.blocks import Block
 from bot.core.answer import Answer, Citation, NextAction, Reply, Usage
 from bot.core.persona import Persona, UnknownPersonaError, load_personas
 from bot.core.progress import Step, writing_step
+from bot.slack.inert import escape
+from bot.slack.markdown import render_draft
 from bot.slack.render import (
     FEEDBACK_ACTION,
     RETRY_ACTION,
     RenderedReply,
     SlackMessage,
-    escape,
     feedback_vote,
-    render_draft,
     render_failure,
     render_personas,
     render_progress,

@@ -18,8 +18,8 @@ from bot.core.commands import (
     parse_command,
 )
 from bot.core.persona import UnknownPersonaError
+from bot.slack.inert import escape
 from bot.slack.render import (
-    escape,
     render_link_confirmation,
     render_links,
     render_personas,

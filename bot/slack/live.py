@@ -30,7 +30,8 @@ from bot.core.answer import Citation
 from bot.core.persona import Persona
 from bot.core.progress import WRITING_STEP_ID, Draft, Step
 from bot.slack.assistant import Author, set_status
-from bot.slack.render import SlackMessage, render_draft, render_progress, render_step_status
+from bot.slack.markdown import render_draft
+from bot.slack.render import SlackMessage, render_progress, render_step_status
 
 log = structlog.get_logger(__name__)
 

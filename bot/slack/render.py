@@ -2,18 +2,17 @@
 
 Slack rejects a message that breaks one of its limits, so the renderer never lets one happen:
 long text is split over several section blocks, and blocks over up to three messages in the
-thread, rather than cut; an answer longer still goes whole into a Markdown file. Model text goes
-through `_inert()` (mrkdwn), `_unformatted()` (text Slack shows as it is) or `_markdown_inert()`
-(the Markdown of a streamed draft and of the file): it cannot mention or ping anyone, link
-anywhere but to what was read for the answer (or the card's `[links] allowed`), or pass for one
-of the answer's own labels. https://docs.slack.dev/reference/block-kit/blocks
+thread, rather than cut; an answer longer still goes whole into a Markdown file (its content
+rendered by `bot.slack.markdown`). Model text goes through `bot.slack.inert`: `inert()` (mrkdwn),
+`unformatted()` (text Slack shows as it is) or `notification()` (a message's `text`).
+https://docs.slack.dev/reference/block-kit/blocks
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +41,19 @@ from bot.context.references import unwrap_slack_links
 from bot.core.answer import Answer, Citation, NextAction, Reply
 from bot.core.commands import SLACK_USAGE
 from bot.core.persona import Persona, UnknownPersonaError
-from bot.core.progress import Draft, Step
+from bot.core.progress import Step
 from bot.slack.directory import Conversation
+from bot.slack.inert import (
+    AllowedLinks,
+    defuse_start,
+    escape,
+    inert,
+    link_target,
+    notification,
+    on_one_line,
+    unformatted,
+)
+from bot.slack.markdown import EMPTY_PART, render_answer_markdown
 from bot.store import LinkRecord, Vote
 
 RETRY_ACTION = "oi_retry"
@@ -80,57 +90,6 @@ _BODY_TEXT_MAX = 8_000
 # Where text is best split: between paragraphs, then lines, then words.
 _BOUNDARIES = ("\n\n", "\n", " ")
 _QUOTE = "> "
-_NONE = "_none_"
-_BROADCAST = re.compile(r"@(?=channel|here|everyone)", re.IGNORECASE)
-# Characters that show nothing but change how the text around them reads: zero-width spaces and
-# joiners that would hide markup from `_LEADING_MARKUP`, and bidirectional overrides that reorder
-# what is shown. ZWJ and ZWNJ stay: emoji and some scripts need them.
-_INVISIBLE = re.compile(
-    "[\u00ad\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
-)
-_URL = re.compile(r"https?://[^\s<>|\"'`]+", re.IGNORECASE)
-# Punctuation after a URL that ends the sentence rather than the URL.
-_URL_END = ".,;:!?)]}*_~'\""
-# What mrkdwn reads as markup at the start of a line (bold, italic, strike, code, quote), and our
-# bullet, each with a look-alike that Slack shows as it is.
-_LOOK_ALIKES = {
-    "*": "\u2217",
-    "_": "\uff3f",
-    "~": "\u223c",
-    "`": "\u02cb",
-    "&gt;": "\u203a",
-    "•": "\u25e6",
-}
-_MARK = re.compile("|".join(re.escape(mark) for mark in _LOOK_ALIKES))
-_LEADING_MARKUP = re.compile(
-    rf"^([^\S\n]*)((?:{_MARK.pattern})(?:[^\S\n]*(?:{_MARK.pattern}))*)", re.MULTILINE
-)
-# `<` and `>` in text Slack shows as it is (raw_text, rich_text), so that not even an inert
-# `<!here>` reaches Slack.
-_ANGLES = str.maketrans({"<": "\u2039", ">": "\u203a"})
-# Standard Markdown (`markdown_text`, the file) makes links and images of brackets.
-_MD_BRACKETS = str.maketrans({"[": "\uff3b", "]": "\uff3d"})
-# What Markdown reads at the start of a line as a block of its own (heading, list, rule, setext
-# underline, code fence, table) or as emphasis that could forge a label; quotes and HTML cannot
-# start, their `>` and `<` being entities. The mark's look-alike is only text.
-_MD_LOOK_ALIKES = {mark: _LOOK_ALIKES[mark] for mark in "*_~`"} | {
-    "#": "\uff03",
-    "+": "\uff0b",
-    "=": "\uff1d",
-    "|": "\uff5c",
-    "-": "\u2010",
-    ".": "\uff0e",
-    ")": "\uff09",
-}
-_MD_BLOCK_MARK = re.compile(r"^(?:\d{1,9}[.)](?=\s|$)|[#*+=_~`|-])", re.MULTILINE)
-# The Answer's parts as the draft names them (its wire names), with their labels.
-_TEXT_PARTS = {"summary": "Summary", "recommendation": "Recommendation"}
-_LIST_PARTS = {"rationale": "Rationale", "risks": "Risks", "missingContext": "Missing context"}
-_ACTIONS_PART = "nextActions"
-# The last word of a string still being written, which may be cut short.
-_LAST_WORD = re.compile(r"\S*\Z")
-_WORD_END = re.compile(r"\S(?=\s)")
-_DRAFT_CUT = "…\n\n_The whole answer shows when it is finished._"
 _VOTES: dict[str, Vote] = {"up": "up", "down": "down"}
 
 
@@ -161,153 +120,6 @@ class RenderedReply:
     attachment: MarkdownFile | None = None
 
 
-def escape(text: str) -> str:
-    """Make model text inert in Slack: no formatting as links or mentions, no pings.
-
-    `&`, `<` and `>` are Slack's control characters (`<!channel>`, `<@U123>`); a word joiner
-    after `@` keeps a plain `@channel`, `@here` or `@everyone` from notifying the channel.
-    https://docs.slack.dev/messaging/formatting-message-text#escaping
-    """
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BROADCAST.sub("@\u2060", escaped)
-
-
-@dataclass(frozen=True)
-class _AllowedLinks:
-    """Where links in an answer may point: the sources read for it (any anchor on their page),
-    and the persona card's `[links] allowed` prefixes (each names a whole host, see the card)."""
-
-    read: frozenset[str]
-    prefixes: tuple[str, ...]
-
-    @classmethod
-    def of(cls, persona: Persona, sources: Sequence[Citation]) -> _AllowedLinks:
-        read = frozenset(_page(citation.url) for citation in sources)
-        return cls(read=read, prefixes=tuple(persona.links.allowed))
-
-    def allow(self, url: str) -> bool:
-        return _page(url) in self.read or url.startswith(self.prefixes)
-
-
-def _page(url: str) -> str:
-    return url.split("#", 1)[0]
-
-
-def _inert(text: str, links: _AllowedLinks, *, one_line: bool = False) -> str:
-    """Model text for a `verbatim` mrkdwn text object: it pings no one, links only where
-    allowed, and cannot pass for one of the answer's labels, quotes or bullets.
-
-    - Invisible characters are dropped, so none can hide markup from the rules below.
-    - `one_line` text (list items, next actions) loses its line breaks: it cannot start a line
-      of its own under ours.
-    - `escape()` turns Slack's control characters into entities and defuses @channel. The text
-      object is `verbatim`, so Slack links no bare URL, domain or channel name in it; a URL of a
-      source read for this answer, or under an allowed prefix, is made a link on purpose
-      (`<url>`), and any other URL stays plain text.
-    - At the start of every line, markup (`*` `_` `~` `` ` `` `>`) and our bullet `•` are swapped
-      for look-alikes Slack does not format (∗ ＿ ∼ ˋ › ◦), so no line of model text opens bold,
-      italic, struck, code or quoted, as our `*Recommendation*` label or quote does. Markup inside
-      a line still formats as the model meant it; `_split` applies the same rule where it cuts
-      a line in two.
-    """
-    text = _INVISIBLE.sub("", text)
-    if one_line:
-        text = " ".join(text.split())
-    shown = "".join(
-        f"<{_link_target(piece)}>" if is_url and links.allow(piece) else escape(piece)
-        for piece, is_url in _url_pieces(text)
-    )
-    return _defuse_line_starts(shown)
-
-
-def _markdown_inert(text: str, links: _AllowedLinks, *, one_line: bool = False) -> str:
-    """Model text for standard Markdown (a streamed draft's `markdown_text`, the answer's file),
-    with `_inert()`'s guarantees in Markdown's terms.
-
-    - `escape()` makes `&`, `<` and `>` entities (so no HTML, autolink or quote) and defuses
-      @channel; brackets become look-alikes (［ ］), so the model makes no link or image.
-    - A URL of a source read, or under an allowed prefix, is made a link on purpose (`<url>`);
-      any other is defanged (`hxxps://evil［.］example/x`), so that no reader links it either.
-    - Every line loses its indentation (no code block), and a mark that would start a heading,
-      a list, a rule, a code fence, a table or emphasis at its start becomes a look-alike.
-
-    Each rule looks no further than the word it changes, so the words of a longer text render as
-    they did in a shorter one: a streamed draft only grows.
-    """
-    text = _INVISIBLE.sub("", text)
-    if one_line:
-        text = " ".join(text.split())
-    shown = "".join(
-        f"<{_link_target(piece)}>"
-        if is_url and links.allow(piece)
-        else _markdown_text(_defanged(piece) if is_url else piece)
-        for piece, is_url in _url_pieces(text)
-    )
-    lines = "\n".join(line.strip() for line in shown.splitlines())
-    return _MD_BLOCK_MARK.sub(lambda mark: mark[0][:-1] + _MD_LOOK_ALIKES[mark[0][-1]], lines)
-
-
-def _markdown_text(text: str) -> str:
-    """Text that Markdown shows as it is, wherever in a line it stands."""
-    return escape(text).translate(_MD_BRACKETS)
-
-
-def _notification(text: str, links: _AllowedLinks) -> str:
-    """Model text for a message's `text`, which notifications, e-mails and screen readers show
-    and which cannot be `verbatim`: a URL not allowed is defanged (`hxxps://evil[.]example/x`)."""
-    return escape(_defanged_line(text, links))
-
-
-def _unformatted(text: str, links: _AllowedLinks) -> str:
-    """Model or fetched text for what Slack shows as it is (a table's `raw_text`, a `rich_text`
-    element): nothing there is markup, but a URL not allowed is defanged in case Slack links it,
-    and @channel is defused and `<`, `>` swapped for look-alikes so nothing like a ping is sent."""
-    return _BROADCAST.sub("@\u2060", _defanged_line(text, links)).translate(_ANGLES)
-
-
-def _defanged_line(text: str, links: _AllowedLinks) -> str:
-    return "".join(
-        _defanged(piece) if is_url and not links.allow(piece) else piece
-        for piece, is_url in _url_pieces(_one_line(text))
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(_INVISIBLE.sub("", text).split())
-
-
-def _url_pieces(text: str) -> list[tuple[str, bool]]:
-    """`text` cut into its URLs and the text between them, each marked as URL or not."""
-    pieces: list[tuple[str, bool]] = []
-    start = 0
-    for match in _URL.finditer(text):
-        url = match.group().rstrip(_URL_END)
-        pieces += [(text[start : match.start()], False), (url, True)]
-        start = match.start() + len(url)
-    pieces.append((text[start:], False))
-    return pieces
-
-
-def _defanged(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    host, slash, path = rest.partition("/")
-    return f"hxxp{scheme[4:]}://{host.replace('.', '[.]')}{slash}{path}"
-
-
-def _defuse_line_starts(mrkdwn: str) -> str:
-    return _LEADING_MARKUP.sub(_look_alike, mrkdwn)
-
-
-def _defuse_start(mrkdwn: str) -> str:
-    """The first line's start only: the rest of the lines may be ours."""
-    start = _LEADING_MARKUP.match(mrkdwn)
-    return _look_alike(start) + mrkdwn[start.end() :] if start else mrkdwn
-
-
-def _look_alike(line: re.Match[str]) -> str:
-    return line[1] + _MARK.sub(lambda mark: _LOOK_ALIKES[mark[0]], line[2])
-
-
 def render_reply(
     *, persona: Persona, reply: Reply, request_id: str, question: str, show_usage: bool = False
 ) -> RenderedReply:
@@ -318,7 +130,7 @@ def render_reply(
     question; the last message ends with the model, the time taken (and the tokens, with
     `show_usage`) and Slack's feedback buttons.
     """
-    links = _AllowedLinks.of(persona, reply.citations)
+    links = AllowedLinks.of(persona, reply.citations)
     parts = [*_body(reply.answer, links), _sources(reply.citations, links)]
     pages = _paginate(_divided(parts))
     attachment = None
@@ -333,7 +145,7 @@ def render_reply(
         suffix = f" (continued, {number}/{len(pages)})" if number > 1 else ""
         header = _truncate(topic, _HEADER_TEXT_MAX - len(suffix)) + suffix
         if number == 1:
-            text = f"{escape(persona.title)}: {_notification(reply.answer.summary, links)}"
+            text = f"{escape(persona.title)}: {notification(reply.answer.summary, links)}"
         else:
             text = escape(header)
         blocks: list[Block] = [HeaderBlock(text=header), *page]
@@ -350,33 +162,19 @@ def render_progress(*, persona: Persona, step: Step | None = None) -> SlackMessa
     if step is None:
         text = f"{who} is thinking…"
         return _message(text, [_section(text)])
-    title = _truncate(escape(_one_line(step.title)), _SOURCE_TITLE_MAX)
+    title = _truncate(escape(on_one_line(step.title)), _SOURCE_TITLE_MAX)
     after = "…" if step.state in ("pending", "in_progress") else _step_detail(step)
-    shown = f"<{_link_target(step.url)}|{title}>" if step.url else title
+    shown = f"<{link_target(step.url)}|{title}>" if step.url else title
     return _message(f"{who}: {title}{after}", [_section(f"{who}: {shown}{after}")])
 
 
 def render_step_status(step: Step) -> str:
     """An assistant thread's status for the step under way, which Slack shows after the app's
     name: "is reading acme/payments#42…"."""
-    title = _one_line(step.title)
+    title = on_one_line(step.title)
     if title[1:2].islower():
         title = title[0].lower() + title[1:]
     return _truncate(f"is {escape(title)}…", _STATUS_MAX)
-
-
-def render_draft(*, persona: Persona, draft: Draft, links_from: list[Citation], limit: int) -> str:
-    """The answer so far as Markdown, for chat.appendStream's `markdown_text`: its parts in the
-    order written, each under a bold label, lists as bullets, next actions numbered.
-
-    A stream only appends, so a longer draft must render to a string that starts with the
-    shorter one's. Of the string still being written (the draft's last), only whole words show,
-    so nothing shown changes as it grows (a half-written URL is not yet known to be allowed);
-    a next action shows once its title is whole, since the title's bold closes after it. Past
-    `limit` characters the rendering is cut after a word, with a note, and stays so.
-    """
-    links = _AllowedLinks.of(persona, links_from)
-    return _capped(_markdown(draft, links, finished=False), limit)
 
 
 def feedback_vote(value: str) -> tuple[Vote, str] | None:
@@ -462,11 +260,11 @@ def render_unknown_persona(error: UnknownPersonaError) -> str:
     return f"{escape(str(error))} `/oi personas` lists them all."
 
 
-def _body(answer: Answer, links: _AllowedLinks) -> list[list[Block]]:
+def _body(answer: Answer, links: AllowedLinks) -> list[list[Block]]:
     """The answer's parts, each a run of blocks."""
     return [
-        [*_sections(_labelled("Summary", [_inert(answer.summary, links)]))],
-        [*_quoted("*Recommendation*", _inert(answer.recommendation, links))],
+        [*_sections(_labelled("Summary", [inert(answer.summary, links)]))],
+        [*_quoted("*Recommendation*", inert(answer.recommendation, links))],
         [*_sections(_bulleted("Rationale", answer.rationale, links))],
         [*_sections(_bulleted("Risks", answer.risks, links))],
         _next_actions(answer.next_actions, links),
@@ -484,9 +282,9 @@ def _divided(parts: list[list[Block]]) -> list[Block]:
     return blocks
 
 
-def _sources(citations: Sequence[Citation], links: _AllowedLinks) -> list[Block]:
+def _sources(citations: Sequence[Citation], links: AllowedLinks) -> list[Block]:
     """What the persona read, as a list of links under the answer: the URLs are the bot's own,
-    the titles fetched text shown as it is (`_unformatted`)."""
+    the titles fetched text shown as it is (`unformatted`)."""
     items = [
         RichTextSectionElement(elements=[_source_link(citation, links)]) for citation in citations
     ]
@@ -510,22 +308,17 @@ def _sources(citations: Sequence[Citation], links: _AllowedLinks) -> list[Block]
     ]
 
 
-def _source_link(citation: Citation, links: _AllowedLinks) -> RichTextElementParts.Link:
-    title = _truncate(_unformatted(citation.title, links), _SOURCE_TITLE_MAX)
+def _source_link(citation: Citation, links: AllowedLinks) -> RichTextElementParts.Link:
+    title = _truncate(unformatted(citation.title, links), _SOURCE_TITLE_MAX)
     return RichTextElementParts.Link(url=citation.url, text=title or citation.url)
 
 
-def _link_target(url: str) -> str:
-    """A URL as the target of a `<…>` link, which it can neither close nor label."""
-    return url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
-
-
 def _labelled(label: str, lines: list[str]) -> str:
-    return "\n".join([f"*{label}*", *(lines or [_NONE])])
+    return "\n".join([f"*{label}*", *(lines or [EMPTY_PART])])
 
 
-def _bulleted(label: str, items: list[str], links: _AllowedLinks) -> str:
-    return _labelled(label, [f"• {_inert(item, links, one_line=True)}" for item in items])
+def _bulleted(label: str, items: list[str], links: AllowedLinks) -> str:
+    return _labelled(label, [f"• {inert(item, links, one_line=True)}" for item in items])
 
 
 def _quoted(label: str, escaped: str, *, verbatim: bool = True) -> list[SectionBlock]:
@@ -544,7 +337,7 @@ def _quoted(label: str, escaped: str, *, verbatim: bool = True) -> list[SectionB
     ]
 
 
-def _next_actions(actions: list[NextAction], links: _AllowedLinks) -> list[Block]:
+def _next_actions(actions: list[NextAction], links: AllowedLinks) -> list[Block]:
     """A table of the actions where one fits, else each action as a section."""
     if not actions:
         return [*_sections(_labelled("Next actions", []))]
@@ -557,7 +350,7 @@ def _next_actions(actions: list[NextAction], links: _AllowedLinks) -> list[Block
     return blocks
 
 
-def _actions_table(actions: list[NextAction], links: _AllowedLinks) -> TableBlock | None:
+def _actions_table(actions: list[NextAction], links: AllowedLinks) -> TableBlock | None:
     """Title, owner and outcome in columns of `raw_text` cells (text Slack shows as it is, so
     no link in it), or None where a table would break a limit. The only table of the answer, so
     no message holds two; it never holds more text than a message carries, below the table's
@@ -565,7 +358,7 @@ def _actions_table(actions: list[NextAction], links: _AllowedLinks) -> TableBloc
     rows = [
         ["Title", "Owner", "Outcome"],
         *(
-            [_unformatted(text, links) for text in (action.title, action.owner, action.outcome)]
+            [unformatted(text, links) for text in (action.title, action.owner, action.outcome)]
             for action in actions
         ),
     ]
@@ -582,10 +375,10 @@ def _actions_table(actions: list[NextAction], links: _AllowedLinks) -> TableBloc
     )
 
 
-def _next_action(number: int, action: NextAction, links: _AllowedLinks) -> list[SectionBlock]:
+def _next_action(number: int, action: NextAction, links: AllowedLinks) -> list[SectionBlock]:
     """Owner and outcome side by side as fields, or as plain text when a field is too long."""
-    title = f"*{number}. {_inert(action.title, links, one_line=True)}*"
-    owner, outcome = (_inert(text, links, one_line=True) for text in (action.owner, action.outcome))
+    title = f"*{number}. {inert(action.title, links, one_line=True)}*"
+    owner, outcome = (inert(text, links, one_line=True) for text in (action.owner, action.outcome))
     fields = [f"*Owner*\n{owner}", f"*Outcome*\n{outcome}"]
     if len(title) > _SECTION_TEXT_MAX or any(len(field) > _FIELD_TEXT_MAX for field in fields):
         return _sections("\n".join([title, *fields]))
@@ -600,13 +393,13 @@ def _next_action(number: int, action: NextAction, links: _AllowedLinks) -> list[
 def _topic(persona: Persona, question: str) -> str:
     """What an answer is about, for its header and its file: the persona and the question, the
     asker's own words as plain text on one line."""
-    asked = _one_line(unwrap_slack_links(question))
+    asked = on_one_line(unwrap_slack_links(question))
     return f"{persona.title} · {asked}" if asked else persona.title
 
 
 def _step_detail(step: Step) -> str:
     """How a finished step went (": not linked to this channel"), if it says."""
-    detail = _truncate(escape(_one_line(step.detail)), _SOURCE_TITLE_MAX)
+    detail = _truncate(escape(on_one_line(step.detail)), _SOURCE_TITLE_MAX)
     return f": {detail}" if detail else ""
 
 
@@ -675,106 +468,15 @@ def _overflow_note(file: MarkdownFile) -> SectionBlock:
 
 
 def _answer_file(
-    persona: Persona, reply: Reply, links: _AllowedLinks, *, request_id: str, question: str
+    persona: Persona, reply: Reply, links: AllowedLinks, *, request_id: str, question: str
 ) -> MarkdownFile:
-    """The whole answer as Markdown, as inert as a draft: what three messages cannot hold."""
+    """The whole answer as a Markdown file for the thread: what three messages cannot hold."""
     topic = _topic(persona, question)
-    parts = [
-        f"# {_markdown_text(topic)}",
-        _markdown(reply.answer.model_dump(by_alias=True), links, finished=True),
-    ]
-    if reply.citations:
-        sources = [
-            f"- [{_markdown_text(_defanged_line(citation.title, links)) or citation.url}]"
-            f"(<{_link_target(citation.url)}>)"
-            for citation in reply.citations
-        ]
-        parts.append("\n".join(["**Sources**", *sources]))
     return MarkdownFile(
         filename=f"answer-{request_id}.md",
         title=_truncate(topic, _HEADER_TEXT_MAX),
-        content="\n\n".join(parts) + "\n",
+        content=render_answer_markdown(reply=reply, links=links, topic=topic),
     )
-
-
-def _markdown(answer: Mapping[str, Any], links: _AllowedLinks, *, finished: bool) -> str:
-    """The answer's parts as Markdown, in the order written; unless `finished`, the last one is
-    still being written (see `render_draft`)."""
-    writing = list(answer)[-1] if answer and not finished else None
-    parts = [
-        _markdown_part(key, value, links, writing=key == writing) for key, value in answer.items()
-    ]
-    return "\n\n".join(part for part in parts if part)
-
-
-def _markdown_part(key: str, value: Any, links: _AllowedLinks, *, writing: bool) -> str:
-    if key in _TEXT_PARTS and isinstance(value, str):
-        text = _markdown_inert(_written(value, writing=writing), links).strip()
-        return "\n\n".join([f"**{_TEXT_PARTS[key]}**", *([text] if text else [])])
-    if key in _LIST_PARTS and isinstance(value, list):
-        last = len(value) - 1
-        items = [
-            _markdown_inert(_written(item, writing=writing and index == last), links, one_line=True)
-            for index, item in enumerate(value)
-            if isinstance(item, str)
-        ]
-        lines = [f"- {item}" for item in items if item]
-        return _markdown_labelled(_LIST_PARTS[key], lines, writing=writing)
-    if key == _ACTIONS_PART and isinstance(value, list):
-        actions = [
-            _markdown_action(number, action, links, writing=writing and number == len(value))
-            for number, action in enumerate(value, start=1)
-            if isinstance(action, Mapping)
-        ]
-        lines = [action for action in actions if action]
-        return _markdown_labelled("Next actions", lines, writing=writing)
-    return ""
-
-
-def _markdown_labelled(label: str, lines: list[str], *, writing: bool) -> str:
-    """A list under its label; an empty one says so once it is known to be finished."""
-    return "\n".join([f"**{label}**", *(lines or ([] if writing else [_NONE]))])
-
-
-def _markdown_action(
-    number: int, action: Mapping[str, Any], links: _AllowedLinks, *, writing: bool
-) -> str:
-    """`1. **title** — owner: …; outcome: …`, once the title is whole (empty until then)."""
-    keys = list(action)
-    being_written = keys[-1] if writing and keys else None
-    title = action.get("title")
-    if not isinstance(title, str) or being_written == "title":
-        return ""
-    shown = _markdown_inert(title, links, one_line=True)
-    line = f"{number}. **{shown}**" if shown else f"{number}."
-    for key, label in (("owner", " — owner:"), ("outcome", "; outcome:")):
-        value = action.get(key)
-        if isinstance(value, str):
-            text = _markdown_inert(
-                _written(value, writing=key == being_written), links, one_line=True
-            )
-            line += f"{label} {text}" if text else label
-    return line
-
-
-def _written(text: str, *, writing: bool) -> str:
-    """All of a finished string; of one still being written, only its whole words."""
-    return _LAST_WORD.sub("", text).rstrip() if writing else text
-
-
-def _capped(markdown: str, limit: int) -> str:
-    """`markdown` if it fits in `limit` characters, else cut after a word, with a note.
-
-    The cut depends only on the first `limit` characters, so a growing draft, once cut, stays
-    the same string; and it falls after the last word that fits, never before the end of a
-    shorter rendering that fitted (which ends a word: what follows it in a longer one is
-    whitespace), so what was shown stays a prefix.
-    """
-    room = limit - len(_DRAFT_CUT)
-    if len(markdown) <= room:
-        return markdown
-    ends = [word.end() for word in _WORD_END.finditer(markdown, 0, room + 1)]
-    return markdown[: ends[-1] if ends else room] + _DRAFT_CUT
 
 
 def _text_length(block: Block) -> int:
@@ -811,7 +513,7 @@ def _mrkdwn(text: str, *, verbatim: bool = True) -> MarkdownTextObject:
 def _split(text: str, limit: int) -> list[str]:
     """Pieces of at most `limit` characters; the whitespace at a split is dropped, nothing else.
 
-    A piece that starts mid-line gets that line start's markup defused (see `_inert`), since it
+    A piece that starts mid-line gets that line start's markup defused (see `inert`), since it
     now opens a block of its own.
     """
     pieces = []
@@ -821,7 +523,7 @@ def _split(text: str, limit: int) -> list[str]:
         mid_line = text[cut] != "\n"
         text = text[cut:].lstrip()
         if mid_line:
-            text = _defuse_start(text)
+            text = defuse_start(text)
     pieces.append(text)
     return [piece for piece in pieces if piece.strip()]
 
