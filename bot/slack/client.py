@@ -29,3 +29,16 @@ def create_web_client(
             AsyncServerErrorRetryHandler(max_retry_count=SERVER_ERROR_RETRIES),
         ],
     )
+
+
+def without_waits(client: AsyncWebClient) -> AsyncWebClient:
+    """`client` for calls that must not wait out a rate limit: the progress shown while an
+    answer is worked on, which the answer replaces anyway. Such a call is one round trip, so
+    the answer can wait for one in flight (and land after it); a 429 is the caller's to pace."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        session=client.session,
+        timeout=client.timeout,
+        retry_handlers=[],
+    )

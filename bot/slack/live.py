@@ -78,13 +78,15 @@ class LiveReply:
     """Shows one request's steps and draft; `close` ends the showing before the answer lands.
 
     The steps and drafts it is given are shown by a task of its own, at the pace above, so the
-    model's stream never waits for Slack.
+    model's stream never waits for Slack. That task calls Slack through `progress_client`,
+    which never waits out a rate limit (`bot.slack.client.without_waits`).
     """
 
     def __init__(
         self,
         *,
         client: AsyncWebClient,
+        progress_client: AsyncWebClient,
         persona: Persona,
         channel: str,
         ts: str,
@@ -94,6 +96,7 @@ class LiveReply:
         self.ts = ts
         self.persona = persona
         self._client = client
+        self._progress_client = progress_client
         self._channel = channel
         self._thread_ts = thread_ts
         self._stream = stream
@@ -114,10 +117,7 @@ class LiveReply:
         self._wake = asyncio.Event()
         self._hurry = asyncio.Event()  # the answer's first words are waiting: no pause for them
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def streaming(self) -> bool:
-        return self._stream is not None
+        self._lock = asyncio.Lock()  # held while a call to Slack is in flight
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._show_forever())
@@ -161,12 +161,14 @@ class LiveReply:
             self._shown_status = ""
 
     async def quiet(self) -> None:
-        """Stop the showing task, a call in flight included (one waiting out a rate limit
-        must not hold up the answer, which replaces whatever it would have shown)."""
+        """Stop the showing task once a call in flight has landed, so that nothing it shows
+        can reach Slack after the answer (its calls never wait out a rate limit: they are
+        one round trip each)."""
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
+        async with self._lock:
+            task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     async def _show_forever(self) -> None:
@@ -181,7 +183,8 @@ class LiveReply:
                         await self._hurry.wait()
             self._wake.clear()
             self._hurry.clear()
-            await self._show()
+            async with self._lock:
+                await self._show()
 
     async def _show(self) -> None:
         await self._show_status()
@@ -200,7 +203,9 @@ class LiveReply:
         if not chunks:
             return
         try:
-            await self._stream.append(chunks=chunks)
+            await self._progress_client.chat_appendStream(
+                channel=self._channel, ts=self.ts, chunks=chunks
+            )
         except SlackApiError as error:
             self._refused(error, "append")
             return
@@ -226,7 +231,7 @@ class LiveReply:
     async def _update_placeholder(self, step: Step) -> None:
         message = render_progress(persona=self.persona, step=step)
         try:
-            await self._client.chat_update(
+            await self._progress_client.chat_update(
                 channel=self._channel, ts=self.ts, text=message.text, blocks=message.blocks
             )
         except SlackApiError as error:
@@ -240,7 +245,10 @@ class LiveReply:
         status = render_step_status(current) if current and current.state == "in_progress" else ""
         if status and status != self._shown_status:
             await set_status(
-                self._client, channel=self._channel, thread_ts=self._thread_ts, status=status
+                self._progress_client,
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                status=status,
             )
             self._shown_status = status
 

@@ -20,6 +20,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.core.persona import Persona
 from bot.slack.assistant import author, set_title
+from bot.slack.client import without_waits
 from bot.slack.live import LiveReply, end_stream, open_stream
 from bot.slack.render import (
     MarkdownFile,
@@ -59,6 +60,7 @@ class ThreadMessages:
         customize: bool = False,
     ) -> None:
         self._client = client
+        self._progress_client = without_waits(client)  # for `LiveReply`'s progress only
         self._store = store
         self._streaming = streaming
         self._customize = customize  # the app may post as each persona (chat:write.customize)
@@ -101,6 +103,7 @@ class ThreadMessages:
                 await self._store.transition(request.id, "gathering", reply_ts=ts)
         live = LiveReply(
             client=self._client,
+            progress_client=self._progress_client,
             persona=persona,
             channel=channel,
             ts=ts,
