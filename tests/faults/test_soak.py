@@ -32,7 +32,12 @@ QUESTIONS = 200
 DELIVERED_TWICE_EVERY = 10  # question 0, 10, 20…: Slack's retry reaches the other replica too
 KILLED_AFTER = (50, 101, 150)  # the replica that took this question is killed at once
 RATE_LIMITED_EVERY = 20  # before question 7, 27, 47…: one 429 each on a post and on an edit
-RATE_LIMITED_METHODS = ("chat.postMessage", "chat.update")
+# How the reply is started (and so which post is rate-limited): a streamed message (the
+# default), or a placeholder.
+REPLIES = {
+    "streamed": ({"OI_SLACK_STREAMING": "on"}, ("chat.startStream", "chat.update")),
+    "placeholder": ({"OI_SLACK_STREAMING": "off"}, ("chat.postMessage", "chat.update")),
+}
 BUSY = {  # one asker, her questions queued behind two model slots per replica
     "OI_USER_RATE_PER_MINUTE": "10000",
     "OI_USER_MAX_IN_FLIGHT": "10000",
@@ -48,28 +53,30 @@ async def database() -> AsyncIterator[str]:
         yield url
 
 
+@pytest.mark.parametrize("reply", REPLIES)
 async def test_two_replicas_killed_three_times_answer_every_question_exactly_once(
-    bots: Bots, fake_slack: FakeSlack, database: str
+    bots: Bots, fake_slack: FakeSlack, database: str, reply: str
 ) -> None:
     """Three times, the replica that has just acked a question is killed -9 (what it holds is
     queued, waiting on the model, or being shown) and a new one started; the survivors resume
     its questions once its leases run out. Each thread ends with one message, the answer."""
-    replicas = bots.start(database, count=2, **BUSY)
+    variables, rate_limited_methods = REPLIES[reply]
+    replicas = bots.start(database, count=2, **BUSY, **variables)
     threads = [question_ts(n) for n in range(QUESTIONS)]
     injected = 0
     for n, ts in enumerate(threads):
         if n % RATE_LIMITED_EVERY == 7:
             await until(fake_slack, _served_429s(injected))
-            for method in RATE_LIMITED_METHODS:
+            for method in rate_limited_methods:
                 fake_slack.rate_limit(method, retry_after=0)
-            injected += len(RATE_LIMITED_METHODS)
+            injected += len(rate_limited_methods)
         first, other = replicas[n % 2], replicas[(n + 1) % 2]
         assert await first.send(mention(ts)) == 200
         if n % DELIVERED_TWICE_EVERY == 0:
             assert await other.send(mention(ts), retry=1) == 200
         if n in KILLED_AFTER:
             first.kill()
-            [replicas[n % 2]] = bots.start(database, **BUSY)
+            [replicas[n % 2]] = bots.start(database, **BUSY, **variables)
     await until(fake_slack, lambda fake: _answered(fake, threads) or bool(failures(fake)))
     assert await asyncio.gather(*(replica.stop() for replica in replicas)) == [0, 0]
     assert failures(fake_slack) == []
@@ -88,8 +95,13 @@ def _served_429s(count: int) -> Callable[[FakeSlack], bool]:
 
 
 def _answered(fake_slack: FakeSlack, threads: list[str]) -> bool:
-    """Every thread shows one message, and it is an answer (its first block the header)."""
+    """Every thread shows one message, and it is an answer (its first block the header; a
+    message still streaming may have no blocks yet)."""
     return all(
-        [message["blocks"][0]["type"] for message in fake_slack.messages(CHANNEL, ts)] == ["header"]
+        [
+            (message.get("blocks") or [{}])[0].get("type")
+            for message in fake_slack.messages(CHANNEL, ts)
+        ]
+        == ["header"]
         for ts in threads
     )
