@@ -191,6 +191,7 @@ async def test_streaming_off_updates_the_placeholder_with_the_current_step(
         fake_openai.release()
         [final] = await _answered(bot)
     assert not fake_slack.calls_to("chat.startStream")
+    assert "stream" not in fake_openai.requests[0]  # nobody is shown the drafts
     [placeholder] = fake_slack.calls_to("chat.postMessage")
     assert final.args["ts"] == placeholder.response["ts"]
     steps = [call.args["text"] for call in fake_slack.calls_to("chat.update")][:-1]

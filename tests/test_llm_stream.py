@@ -418,6 +418,8 @@ async def test_thinking_aloud_is_not_a_draft(fake_openai):
 
 async def test_the_engine_hands_the_drafts_to_its_progress(fake_openai):
     class Recorded:
+        shows_drafts = True
+
         def __init__(self) -> None:
             self.events: list[Step | dict[str, Any]] = []
 
@@ -441,3 +443,31 @@ async def test_the_engine_hands_the_drafts_to_its_progress(fake_openai):
     assert isinstance(last, Step) and last.state == "complete"
     assert drafts and all(isinstance(draft, dict) for draft in drafts)
     assert drafts[-1] == VALID_ANSWER
+
+
+async def test_a_progress_that_shows_no_drafts_is_not_streamed_to(fake_openai):
+    """A Slack placeholder shows only the step: the model is not asked to stream for it."""
+
+    class StepsOnly:
+        shows_drafts = False
+
+        def __init__(self) -> None:
+            self.steps: list[Step] = []
+
+        async def step(self, step: Step) -> None:
+            self.steps.append(step)
+
+        async def draft(self, draft: Draft) -> None:
+            raise AssertionError("no draft was wanted")
+
+    progress = StepsOnly()
+    client = _client(fake_openai)
+    try:
+        await Engine(llm=client, history_token_budget=1000).ask(
+            persona=PERSONA, question="Review the retry design.", progress=progress
+        )
+    finally:
+        await client.aclose()
+    [request] = fake_openai.requests
+    assert "stream" not in request
+    assert [step.state for step in progress.steps] == ["in_progress", "complete"]

@@ -63,7 +63,7 @@ class Engine:
         )
         await progress.step(writing_step("in_progress"))
         # Nobody shown the drafts, nothing streamed: streaming costs a parse per chunk.
-        on_draft = None if progress is SILENT else progress.draft
+        on_draft = progress.draft if progress.shows_drafts else None
         try:
             reply = await self._llm.answer(messages, model=persona.model, on_draft=on_draft)
         except Exception:

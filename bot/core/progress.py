@@ -38,7 +38,11 @@ Draft = Mapping[str, Any]
 
 
 class Progress(Protocol):
-    """Told of each step and of each longer draft; must not raise for the answer's sake."""
+    """Told of each step and, where it `shows_drafts`, of each longer draft (the model is asked
+    to stream only then); must not raise for the answer's sake."""
+
+    @property
+    def shows_drafts(self) -> bool: ...
 
     async def step(self, step: Step) -> None: ...
 
@@ -46,6 +50,8 @@ class Progress(Protocol):
 
 
 class _Silent:
+    shows_drafts = False
+
     async def step(self, step: Step) -> None:
         return None
 

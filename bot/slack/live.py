@@ -119,6 +119,11 @@ class LiveReply:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # held while a call to Slack is in flight
 
+    @property
+    def shows_drafts(self) -> bool:
+        """Only a stream shows the answer as it is written; a placeholder shows the step."""
+        return self._stream is not None
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._show_forever())
 

@@ -32,6 +32,8 @@ class LiveProgress:
     stay (how each went), and the caller prints the finished answer below them as usual.
     """
 
+    shows_drafts = True  # the sections appear as the model writes them
+
     def __init__(self, console: Console, *, persona: Persona) -> None:
         self._persona = persona
         self._steps: dict[str, Step] = {}
