@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.store import NewRequest, Store
@@ -111,6 +112,35 @@ async def test_a_resumed_answer_updates_the_messages_already_posted(
     shown = json.dumps([m.get("blocks") for m in fake_slack.messages("C111", THREAD)])
     shown += "".join((file.content or b"").decode() for file in fake_slack.uploaded_files())
     assert all(f"reason {n}:" in shown for n in range(30))
+
+
+@pytest.mark.parametrize("streaming", ["on", "off"])
+async def test_a_reply_posted_by_an_attempt_that_died_before_recording_it_is_reused(
+    settings_for, fake_slack, fake_openai, streaming
+):
+    """The process died between Slack taking its reply and the store recording it: the reply
+    carries the request's id, so the resumed request finds it and answers there."""
+    settings = settings_for(oi_lease_seconds=30, oi_slack_streaming=streaming)
+    request_id = await _left_by_a_crash(settings)
+    web = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    metadata = {"event_type": "oi_reply", "event_payload": {"request_id": request_id}}
+    orphan = await web.chat_startStream(
+        channel="C111",
+        thread_ts=THREAD,
+        recipient_user_id="W111",
+        recipient_team_id="T111",
+        chunks=[{"type": "task_update", "id": "gathering", "title": "…", "status": "in_progress"}],
+        metadata=metadata,
+    )
+    other = await web.chat_postMessage(channel="C111", thread_ts=THREAD, text="someone else")
+    async with running_bot(settings, fake_slack) as bot:
+        await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
+        await bot.settle()
+    [answer] = _answers(bot)
+    assert answer.args["ts"] == orphan["ts"]
+    assert not fake_slack.is_streaming("C111", orphan["ts"])
+    assert [m["ts"] for m in fake_slack.messages("C111", THREAD)] == [orphan["ts"], other["ts"]]
+    assert not fake_slack.calls_to("chat.startStream")[1:]  # only the orphan's own start
 
 
 async def test_past_the_attempt_limit_a_request_fails_with_a_message(

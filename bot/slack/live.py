@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -28,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.answer import Citation
 from bot.core.persona import Persona
-from bot.core.progress import WRITING_STEP_ID, Draft, Step
+from bot.core.progress import WRITING_STEP_ID, Draft, Step, writing_step
 from bot.slack.assistant import Author, set_status
 from bot.slack.markdown import render_draft
 from bot.slack.render import SlackMessage, render_progress, render_step_status
@@ -46,6 +47,7 @@ _PLACEHOLDER_SECONDS = 3.0
 _DRAFT_CHARACTERS = 8_000
 # The first task of every stream, finished when the model starts writing.
 _GATHERING = Step("gathering", "Gathering context", "in_progress")
+_GATHERED = replace(_GATHERING, state="complete")
 
 
 class _Pacer:
@@ -100,6 +102,7 @@ class LiveReply:
         self._channel = channel
         self._thread_ts = thread_ts
         self._stream = stream
+        self._appending = stream is not None  # until Slack refuses an append (it closed, say)
         # A stream shows its first steps at once; a placeholder, which says the persona is on
         # it, changes only once the work takes a while (a quick answer replaces it directly).
         if stream is None:
@@ -133,7 +136,7 @@ class LiveReply:
 
     async def step(self, step: Step) -> None:
         if step.id == WRITING_STEP_ID and step.state == "in_progress":
-            self._steps[_GATHERING.id] = Step(_GATHERING.id, _GATHERING.title, "complete")
+            self._steps[_GATHERED.id] = _GATHERED
         self._steps.pop(step.id, None)
         self._steps[step.id] = step
         if step.state == "in_progress" or self._current is None:
@@ -193,10 +196,11 @@ class LiveReply:
 
     async def _show(self) -> None:
         await self._show_status()
-        if self._stream is not None:
+        if self._stream is None:
+            if self._current is not None and self._current != self._shown_current:
+                await self._update_placeholder(self._current)
+        elif self._appending:
             await self._append()
-        elif self._current != self._shown_current and self._current is not None:
-            await self._update_placeholder(self._current)
 
     async def _append(self) -> None:
         assert self._stream is not None
@@ -258,15 +262,16 @@ class LiveReply:
             self._shown_status = status
 
     def _refused(self, error: SlackApiError, what: str) -> None:
-        """A rate limit waits its turn; a stream Slack closed (or any other refusal) is shown
-        no more: the finished answer replaces the message anyway."""
+        """A rate limit waits its turn; after any other refusal (a stream Slack closed, say)
+        nothing more is appended: the finished answer replaces the message anyway, and `close`
+        still stops the stream where Slack has not."""
         code = str(error.response.get("error", ""))
         log.warning("reply.progress_refused", call=what, slack_error=code)
         if code == "ratelimited":
             self._pacer.back_off(_retry_after(error))
             self._wake.set()
-        elif self._stream is not None:
-            self._stream = None
+        else:
+            self._appending = False
 
     async def _stop_stream(self, final: SlackMessage | None) -> None:
         assert self._stream is not None
@@ -283,10 +288,10 @@ class LiveReply:
     def _finished_steps(self) -> list[Step]:
         """Steps still to show, each marked finished: the answer is there now."""
         steps = dict(self._steps)
-        steps[_GATHERING.id] = Step(_GATHERING.id, _GATHERING.title, "complete")
-        steps[WRITING_STEP_ID] = Step(WRITING_STEP_ID, "Writing the answer", "complete")
+        steps[_GATHERED.id] = _GATHERED
+        steps[WRITING_STEP_ID] = writing_step("complete")
         return [
-            step if step.state != "in_progress" else Step(step.id, step.title, "complete")
+            replace(step, state="complete") if step.state == "in_progress" else step
             for step in steps.values()
         ]
 
@@ -308,6 +313,7 @@ async def open_stream(
     recipient_user_id: str,
     recipient_team_id: str,
     author: Author,
+    metadata: dict[str, Any],
 ) -> AsyncChatStream:
     """A streamed reply in `thread_ts`, started with its first task, so its `ts` is known (and
     can be stored) before anything else is appended. Raises Slack's refusal."""
@@ -318,6 +324,7 @@ async def open_stream(
         recipient_team_id=recipient_team_id,
         task_display_mode="timeline",
         buffer_size=_DRAFT_CHARACTERS,
+        metadata=metadata,
         **author,
     )
     await stream.append(chunks=[_task_chunk(_GATHERING)])

@@ -116,10 +116,13 @@ class Responder:
         self._starting = asyncio.Semaphore(_STARTING_AT_ONCE)
         self._finishing = asyncio.Semaphore(_FINISHING_AT_ONCE)
 
-    async def answer(self, request: RequestRecord, *, response_url: str | None = None) -> None:
+    async def answer(
+        self, request: RequestRecord, *, response_url: str | None = None, resumed: bool = False
+    ) -> None:
         """Run the request to `answered` or `failed`; never leaves a thread silent.
 
         Cancelled (the process is stopping), it hands the request back for another process.
+        `resumed`: taken over from an attempt that stopped, which may have left a reply.
         """
         started = time.perf_counter()
         outcome: Outcome
@@ -129,7 +132,7 @@ class Responder:
                     held_lease(self._store, request.id),
                     asyncio.timeout(self._limits.deadline_seconds),
                 ):
-                    outcome = await self._answer(request, response_url)
+                    outcome = await self._answer(request, response_url, resumed=resumed)
             except asyncio.CancelledError:
                 await self._store.release(request.id)
                 log.info("request.handed_back")
@@ -166,7 +169,7 @@ class Responder:
             reason = f"I couldn't answer this: I was interrupted {request.interruptions} times."
             await self.fail(request, reason)
         else:
-            await self.answer(request)
+            await self.answer(request, resumed=True)
 
     async def fail(
         self,
@@ -193,7 +196,9 @@ class Responder:
         except Exception:  # the database itself may be what failed
             log.exception("request.hand_back_failed")
 
-    async def _answer(self, request: RequestRecord, response_url: str | None) -> Outcome:
+    async def _answer(
+        self, request: RequestRecord, response_url: str | None, *, resumed: bool
+    ) -> Outcome:
         try:
             persona = self._personas.get(request.persona)
         except UnknownPersonaError as error:
@@ -219,7 +224,7 @@ class Responder:
                 persona.name,
                 request_id=None if request.thread_ts else request.id,
             )
-            live = await self._messages.start_reply(request, persona, thread_ts)
+            live = await self._messages.start_reply(request, persona, thread_ts, resumed=resumed)
         try:
             return await self._answer_live(request, persona, memory, reach, live, thread_ts)
         finally:

@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 # Slack's answers that mean the bot cannot post in the channel at all.
 MEMBERSHIP_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+# The metadata event naming the request a reply answers (`_reply_of`).
+REPLY_EVENT = "oi_reply"
 # chat.startStream refusals that hold for every conversation of the workspace: an older Slack,
 # a token or scope that may not stream, an Enterprise key policy.
 _STREAMING_UNAVAILABLE = frozenset(
@@ -75,19 +77,24 @@ class ThreadMessages:
         return await self._post(request.channel_id, None, message)
 
     async def start_reply(
-        self, request: RequestRecord, persona: Persona, thread_ts: str
+        self, request: RequestRecord, persona: Persona, thread_ts: str, *, resumed: bool = False
     ) -> LiveReply:
         """The reply the answer will finish, recorded with the move to `gathering`: a stream
         where Slack takes one, else a placeholder. A retried or resumed request reuses the
-        message an earlier attempt left (stopping its stream first), never starting a second."""
+        message an earlier attempt left (stopping its stream first), never starting a second:
+        the one it recorded, or, `resumed` after a crash that came before the record, the one
+        carrying its id in the thread."""
         channel = request.channel_id
         if request.kind == "direct":
             title = request.question
             await set_title(self._client, channel=channel, thread_ts=thread_ts, title=title)
         stream = None
-        if request.reply_ts:
-            ts = request.reply_ts
-            if request.reply_streamed:
+        ts, streamed = request.reply_ts, request.reply_streamed
+        if ts is None and resumed:
+            ts = await self._left_behind(request, thread_ts)
+            streamed = ts is not None  # a stream or not: stopping it is harmless either way
+        if ts is not None:
+            if streamed:
                 await end_stream(self._client, channel=channel, ts=ts)
             await self._update(channel, ts, render_progress(persona=persona))
             await self._store.transition(request.id, "gathering", reply_ts=ts)
@@ -99,7 +106,8 @@ class ThreadMessages:
                 await self._store.transition(request.id, "gathering", reply_ts=ts, streamed=True)
             else:
                 stream = None
-                ts = await self._post(channel, thread_ts, render_progress(persona=persona), persona)
+                progress = render_progress(persona=persona)
+                ts = await self._post(channel, thread_ts, progress, persona, _reply_of(request))
                 await self._store.transition(request.id, "gathering", reply_ts=ts)
         live = LiveReply(
             client=self._client,
@@ -183,6 +191,7 @@ class ThreadMessages:
                 recipient_user_id=request.user_id,
                 recipient_team_id=request.user_team_id or request.team_id,
                 author=author(persona, customize=self._customize),
+                metadata=_reply_of(request),
             )
         except SlackApiError as error:
             code = str(error.response.get("error", ""))
@@ -192,6 +201,22 @@ class ThreadMessages:
             if code in _STREAMING_UNAVAILABLE:
                 self._no_streaming.add(request.team_id)
             return None
+
+    async def _left_behind(self, request: RequestRecord, thread_ts: str) -> str | None:
+        """The reply an attempt posted and then died before recording: the thread's message
+        whose metadata names this request (`_reply_of`). None where there is none, or where
+        the thread cannot be read (a group DM: oi has no `mpim:history`)."""
+        try:
+            response = await self._client.conversations_replies(
+                channel=request.channel_id, ts=thread_ts, include_all_metadata=True, limit=200
+            )
+        except SlackApiError as error:
+            log.info("reply.thread_unread", slack_error=error.response.get("error"))
+            return None
+        for message in response.get("messages") or []:
+            if message.get("metadata") == _reply_of(request):
+                return str(message["ts"])
+        return None
 
     async def _share(self, request: RequestRecord, file: MarkdownFile, thread_ts: str) -> None:
         response = await self._client.files_upload_v2(
@@ -209,6 +234,7 @@ class ThreadMessages:
         thread_ts: str | None,
         message: SlackMessage,
         persona: Persona | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> str:
         identity = author(persona, customize=self._customize) if persona else {}
         response = await self._client.chat_postMessage(
@@ -218,6 +244,7 @@ class ThreadMessages:
             blocks=message.blocks,
             unfurl_links=False,
             unfurl_media=False,
+            metadata=metadata,
             **identity,
         )
         return str(response["ts"])
@@ -226,3 +253,8 @@ class ThreadMessages:
         await self._client.chat_update(
             channel=channel, ts=ts, text=message.text, blocks=message.blocks
         )
+
+
+def _reply_of(request: RequestRecord) -> dict[str, Any]:
+    """The metadata a request's reply carries, so that it can be found again in its thread."""
+    return {"event_type": REPLY_EVENT, "event_payload": {"request_id": request.id}}

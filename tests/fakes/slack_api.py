@@ -116,8 +116,10 @@ ERRORS: dict[str, frozenset[str]] = {
     "apps.connections.open": frozenset(),
     "users.info": frozenset({"user_not_found"}),
     "conversations.info": frozenset({"channel_not_found"}),
+    "conversations.replies": frozenset({"channel_not_found", "thread_not_found"}),
     "conversations.members": frozenset({"channel_not_found", "invalid_cursor"}),
-    "chat.startStream": _STREAM_ERRORS | {"missing_recipient_user_id", "missing_recipient_team_id"},
+    "chat.startStream": _STREAM_ERRORS
+    | {"missing_recipient_user_id", "missing_recipient_team_id", "invalid_metadata_format"},
     "chat.appendStream": _STREAM_ERRORS
     | {"message_not_found", "message_not_in_streaming_state", "no_text"},
     "chat.stopStream": _STREAM_ERRORS
@@ -243,6 +245,7 @@ class FakeSlack:
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
+            "conversations.replies": self._conversations_replies,
             "chat.startStream": self._start_stream,
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
@@ -669,6 +672,23 @@ class FakeSlack:
         next_cursor = str(start + limit) if more else ""
         return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
 
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The thread's messages the fake keeps (the bot's), oldest first; their `metadata` only
+        with `include_all_metadata`, as Slack shows it. One page: the tests' threads are short."""
+        channel = _required(args, "channel", "channel_not_found")
+        thread_ts = _required(args, "ts", "thread_not_found")
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = [
+            {k: v for k, v in m.items() if with_metadata or k != "metadata"}
+            for m in self._messages.get(channel, {}).values()
+            if thread_ts in (m["ts"], m.get("thread_ts"))
+        ]
+        return {
+            "messages": copy.deepcopy(messages),
+            "has_more": False,
+            "response_metadata": {"next_cursor": ""},
+        }
+
     # -- streamed messages (docs.slack.dev/reference/methods/chat.startStream and the two others)
 
     def _start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -685,6 +705,8 @@ class FakeSlack:
         if parent is not None:
             message["parent_user_id"] = parent["user"]
         message["streaming_state"] = "in_progress"
+        if args.get("metadata"):
+            message["metadata"] = _metadata(args)
         _apply_chunks(message, chunks)
         self._messages.setdefault(channel, {})[ts] = message
         self._streams[(channel, ts)] = chunks
@@ -716,10 +738,7 @@ class FakeSlack:
                 too_many="msg_blocks_too_many",
             )
         if args.get("metadata"):
-            metadata = _decoded(args["metadata"], "invalid_metadata_format")
-            if not isinstance(metadata, dict) or "event_type" not in metadata:
-                raise _Refusal("invalid_metadata_format")
-            message["metadata"] = metadata
+            message["metadata"] = _metadata(args)
         message["streaming_state"] = "completed"
         self._messages[channel][ts] = message
         self._streams[(channel, ts)].extend(chunks)
@@ -862,6 +881,14 @@ def _required(args: dict[str, Any], name: str, error: str) -> str:
     if not args.get(name):
         raise _Refusal(error)
     return args[name]
+
+
+def _metadata(args: dict[str, Any]) -> dict[str, Any]:
+    """A message's `metadata`: an object with an `event_type` (and its `event_payload`)."""
+    metadata = _decoded(args["metadata"], "invalid_metadata_format")
+    if not isinstance(metadata, dict) or "event_type" not in metadata:
+        raise _Refusal("invalid_metadata_format")
+    return metadata
 
 
 def _compose(args: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
