@@ -59,8 +59,8 @@ class SlowOpenAI(FakeOpenAI):
         self._server._app.middlewares.insert(0, count)  # outermost: the latency counts as held
         self.chunk_times: list[float] = []  # when each streamed chunk went out, in order
 
-    async def _pace(self, scripted: Any, *, first: bool) -> None:
-        await super()._pace(scripted, first=first)
+    async def _pace(self, scripted: Any, *, due: float) -> None:
+        await super()._pace(scripted, due=due)
         self.chunk_times.append(time.perf_counter())
 
 

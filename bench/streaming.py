@@ -7,7 +7,9 @@ over `--stream-seconds`, in OpenAI's server-sent events. Figures per answer:
 - first words: from the moment the model's stream holds the answer's first whole word to the
   moment Slack receives a `markdown_text` chunk with it (target: under 500 ms);
 - Slack calls on the answer's message: chat.startStream, chat.appendStream, chat.stopStream and
-  the final chat.update (target: about 30 at most), and the assistant status calls beside them.
+  the final chat.update (target: about 30 at most), and the assistant status calls beside them;
+- the bot's CPU time for the question, which must not grow with the square of the answer's
+  length (`--answer-chars 40000`: once the streamed draft is cut, later drafts are not rendered).
 
     python -m bench.streaming [--questions 5] [--stream-seconds 4] [--answer-chars 3000] [--json]
 """
@@ -84,6 +86,7 @@ async def run(questions: int, stream_seconds: float, answer_chars: int) -> list[
                 fakes.openai.script(openai_api.spaced(openai_api.answer(answer), gap))
                 sent_before = len(fakes.openai.requests)
                 calls_before = len(fakes.slack.calls)
+                cpu_before = bot.cpu_seconds()
                 ts = f"1700001000.{number:06d}"
                 event = mention_event(f"<@UBOT> review <{pr}> for PAY-1", ts=ts, channel=CHANNEL)
                 body = event_body(event, event_id=f"EvS{number}")
@@ -97,7 +100,8 @@ async def run(questions: int, stream_seconds: float, answer_chars: int) -> list[
                     every=0.05,
                 )
                 assert done and len(fakes.openai.requests) > sent_before, "not answered"
-                rows.append(_figures(fakes, calls_before, content, pieces, number))
+                row = _figures(fakes, calls_before, content, pieces, number)
+                rows.append({**row, "bot CPU (ms)": ms(bot.cpu_seconds() - cpu_before)})
     return rows
 
 
@@ -139,6 +143,7 @@ async def main() -> None:
         first_words_p50_ms=percentile(first_words, 50),
         first_words_max_ms=max(first_words),
         calls_on_the_message_max=max(calls),
+        bot_cpu_p50_ms=percentile([row["bot CPU (ms)"] for row in rows], 50),
         targets_met={
             "first words in Slack within 500 ms": max(first_words) < 500,
             "at most about 30 Slack calls on the message": max(calls) <= 30,

@@ -14,7 +14,7 @@ from bot.core.answer import Answer, Citation, NextAction, Reply, Usage
 from bot.core.persona import Persona, UnknownPersonaError, load_personas
 from bot.core.progress import Step, writing_step
 from bot.slack.inert import escape
-from bot.slack.markdown import render_draft
+from bot.slack.markdown import is_cut, render_draft
 from bot.slack.render import (
     FEEDBACK_ACTION,
     RETRY_ACTION,
@@ -902,3 +902,4 @@ def test_a_draft_past_its_limit_is_cut_at_a_word_and_stays_cut(persona):
         _draft(persona, draft, limit=500) for draft in drafts if len(_draft(persona, draft)) > 500
     ]
     assert set(later) == {cut}
+    assert is_cut(cut) and not is_cut(full)  # so the stream stops rendering the drafts after it

@@ -31,7 +31,7 @@ from bot.core.answer import Citation
 from bot.core.persona import Persona
 from bot.core.progress import WRITING_STEP_ID, Draft, Step, writing_step
 from bot.slack.assistant import Author, set_status
-from bot.slack.markdown import render_draft
+from bot.slack.markdown import is_cut, render_draft
 from bot.slack.render import SlackMessage, render_progress, render_step_status
 
 log = structlog.get_logger(__name__)
@@ -145,8 +145,9 @@ class LiveReply:
 
     async def draft(self, draft: Draft) -> None:
         """Kept until the next append, which renders only the latest: a model's stream brings a
-        draft every few characters, an append goes every few hundred milliseconds."""
-        if self._stream is not None:
+        draft every few characters, an append goes every few hundred milliseconds. Once the
+        shown draft is cut at its limit, later ones would render the same: they are not kept."""
+        if self._stream is not None and not is_cut(self._draft):
             self._latest = draft
             self._wake.set()
             if self._first_words_waiting():

@@ -43,6 +43,11 @@ def render_draft(*, persona: Persona, draft: Draft, links_from: list[Citation], 
     return _capped(_markdown(draft, links, finished=False), limit)
 
 
+def is_cut(draft: str) -> bool:
+    """Whether a rendered draft reached its `limit`: it will not change again."""
+    return draft.endswith(_DRAFT_CUT)
+
+
 def render_answer_markdown(*, reply: Reply, links: AllowedLinks, topic: str) -> str:
     """The whole answer as Markdown under `topic`, as inert as a draft, its sources last: the
     content of the file that holds what three messages cannot."""

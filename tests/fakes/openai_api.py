@@ -392,6 +392,7 @@ class FakeOpenAI:
         response.headers.update(scripted.headers)
         try:
             await response.prepare(request)
+            started = asyncio.get_running_loop().time()
             for sent, chunk in enumerate(chunks):
                 if sent == scripted.drop_after:
                     assert request.transport is not None
@@ -400,7 +401,7 @@ class FakeOpenAI:
                 if sent == scripted.error_after:
                     await response.write(_event(json.dumps(_STREAM_ERROR)))
                     break
-                await self._pace(scripted, first=sent == 0)
+                await self._pace(scripted, due=started + sent * scripted.gap)
                 await response.write(_event(json.dumps(chunk)))
             await response.write(_event("[DONE]"))
             await response.write_eof()
@@ -408,9 +409,11 @@ class FakeOpenAI:
             pass  # the client hung up (it stopped reading): a real server stops writing
         return response
 
-    async def _pace(self, scripted: Scripted, *, first: bool) -> None:
-        if scripted.gap and not first:
-            await asyncio.sleep(scripted.gap)
+    async def _pace(self, scripted: Scripted, *, due: float) -> None:
+        """Each chunk at its time (`due`), however coarse the loop's timer: a gap shorter than
+        a millisecond still adds up to the rate it describes."""
+        if scripted.gap:
+            await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
         if scripted.paced:
             async with self._chunks_changed:
                 await self._chunks_changed.wait_for(lambda: self._chunks_allowed >= 1)

@@ -121,6 +121,11 @@ class BotProcess:
                 values[name] = int(rest.split()[0])
         return values
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used, from /proc/<pid>/stat."""
+        fields = Path(f"/proc/{self._popen.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def events(self) -> list[dict[str, Any]]:
         """Every JSON line the process has logged so far."""
