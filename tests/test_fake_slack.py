@@ -63,6 +63,7 @@ GET_ONLY_IN_SPEC = {
     "conversations.info",
     "conversations.members",
     "conversations.replies",
+    "conversations.history",
 }
 # Errors the fake answers with that a method's 2020 `error` enum lacks, each with why it is right.
 UNLISTED_ERRORS = {
@@ -284,6 +285,34 @@ async def test_post_update_and_read_back_a_thread(fake_slack):
     [call] = fake_slack.calls_to("chat.update")[:1]
     assert call.args["channel"] == "C111"
     assert call.headers["Authorization"] == "Bearer xoxb-test-token"
+
+
+async def test_history_is_the_channels_parents_newest_first_page_by_page(fake_slack):
+    client = _client(fake_slack)
+    before = time.time()
+    metadata = {"event_type": "oi_question", "event_payload": {"request_id": "r1"}}
+    first = await client.chat_postMessage(channel="C111", text="one", metadata=metadata)
+    await client.chat_postMessage(channel="C111", thread_ts=first["ts"], text="a reply")
+    second = await client.chat_postMessage(channel="C111", text="two")
+    third = await client.chat_postMessage(channel="C111", text="three")
+    await client.chat_postMessage(channel="C222", text="elsewhere")
+
+    assert before <= float(first["ts"]) <= time.time()  # Slack's ts is its clock's time
+    pages = [
+        [m["ts"] for m in page["messages"]]
+        async for page in await client.conversations_history(channel="C111", limit=2)
+    ]
+    assert pages == [[third["ts"], second["ts"]], [first["ts"]]]
+    since = await client.conversations_history(
+        channel="C111", oldest=first["ts"], include_all_metadata=True
+    )
+    assert [m["ts"] for m in since["messages"]] == [third["ts"], second["ts"]]  # `oldest` is out
+    everything = await client.conversations_history(channel="C111", include_all_metadata=True)
+    assert everything["messages"][-1]["metadata"] == metadata
+    plain = await client.conversations_history(channel="C111")
+    assert "metadata" not in plain["messages"][-1]
+    with pytest.raises(SlackApiError, match="invalid_ts_oldest"):
+        await client.conversations_history(channel="C111", oldest="yesterday")
 
 
 async def test_updating_or_deleting_an_unknown_message_is_message_not_found(fake_slack):

@@ -143,6 +143,36 @@ async def test_a_reply_posted_by_an_attempt_that_died_before_recording_it_is_reu
     assert not fake_slack.calls_to("chat.startStream")[1:]  # only the orphan's own start
 
 
+@pytest.mark.parametrize("posted", [True, False])
+async def test_a_slash_commands_question_posted_before_a_crash_is_not_posted_again(
+    settings_for, fake_slack, fake_openai, posted
+):
+    """The process died between Slack taking the echoed question and the store recording the
+    thread: the question carries the request's id, so the resumed request answers under it."""
+    settings = settings_for(oi_lease_seconds=30)
+    request_id = await _left_by_a_crash(
+        settings, kind="command", thread_ts=None, claim_key="command:trig-crash"
+    )
+    web = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    metadata = {"event_type": "oi_question", "event_payload": {"request_id": request_id}}
+    if posted:
+        await web.chat_postMessage(channel="C111", text="<@W111> asked …", metadata=metadata)
+    await web.chat_postMessage(channel="C111", text="someone else, later")
+    async with running_bot(settings, fake_slack) as bot:
+        await bot.wait_for(lambda fake: len(_answers(bot)) == 1)
+        await bot.settle()
+        request = await bot.server.store.get_request(request_id)
+    questions = [m for m in fake_slack.messages("C111") if m.get("metadata") == metadata]
+    assert len(questions) == 1 and request.thread_ts == questions[0]["ts"]
+    [answer] = _answers(bot)
+    [reply] = [
+        m for m in fake_slack.messages("C111", request.thread_ts) if m["ts"] == answer.args["ts"]
+    ]
+    assert reply["thread_ts"] == request.thread_ts
+    [history] = fake_slack.calls_to("conversations.history")
+    assert history.args["include_all_metadata"] in (True, "1", "true")
+
+
 async def test_past_the_attempt_limit_a_request_fails_with_a_message(
     settings_for, fake_slack, fake_openai
 ):

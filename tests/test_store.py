@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -146,6 +147,13 @@ async def test_thread_ts_and_reply_ts(store):
     record = await store.get_request(request.id)
     assert (record.thread_ts, record.reply_ts) == ("1700000000.000200", "1700000000.000300")
     assert record.state == "gathering" and memory.thread.thread_ts == record.thread_ts
+
+
+async def test_a_request_knows_when_it_was_asked_in_utc(store):
+    before = datetime.now(UTC)
+    request = await store.claim_request(_new())
+    stored = await store.get_request(request.id)
+    assert before <= request.created_at == stored.created_at <= datetime.now(UTC)
 
 
 async def test_thread_memory_keeps_persona_and_turns_in_order(store):

@@ -216,7 +216,9 @@ class Responder:
             )
             return "refused"
         async with self._starting:
-            thread_ts = request.thread_ts or await self._messages.post_question(request, persona)
+            thread_ts = request.thread_ts or await self._messages.post_question(
+                request, persona, resumed=resumed
+            )
             memory = await self._store.open_thread(
                 request.team_id,
                 request.channel_id,

@@ -5,11 +5,15 @@ reply shows at once that the persona is on it (a stream of its steps and its ans
 placeholder: `bot.slack.live`), and the finished answer replaces it, continued in further messages
 when it is long and in a file when even three are not enough; a failure replaces it too. Every
 `ts` is stored as soon as Slack gives it, so a resumed request updates what an earlier attempt
-posted instead of posting it again.
+posted instead of posting it again; and the question and the reply carry their request's id
+(message metadata), so that one posted by an attempt that died before storing its `ts` is found.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -35,8 +39,16 @@ log = structlog.get_logger(__name__)
 
 # Slack's answers that mean the bot cannot post in the channel at all.
 MEMBERSHIP_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
-# The metadata event naming the request a reply answers (`_reply_of`).
+# The metadata events naming the request a message belongs to (`_posted_for`): its reply, and a
+# slash command's question, echoed to the channel.
 REPLY_EVENT = "oi_reply"
+QUESTION_EVENT = "oi_question"
+# How long before a request was stored its question is looked for: Slack's clock may be ahead.
+_CLOCK_SKEW = timedelta(minutes=5)
+# How many messages, newest first, are looked through for a question left behind.
+_HISTORY_SEARCHED = 1_000
+# Messages as conversations.history and conversations.replies list them, read one by one.
+_Messages = AsyncGenerator[dict[str, Any], None]
 # chat.startStream refusals that hold for every conversation of the workspace: an older Slack,
 # a token or scope that may not stream, an Enterprise key policy.
 _STREAMING_UNAVAILABLE = frozenset(
@@ -68,13 +80,22 @@ class ThreadMessages:
         self._customize = customize  # the app may post as each persona (chat:write.customize)
         self._no_streaming: set[str] = set()  # workspaces whose Slack refused chat.startStream
 
-    async def post_question(self, request: RequestRecord, persona: Persona) -> str:
+    async def post_question(
+        self, request: RequestRecord, persona: Persona, *, resumed: bool = False
+    ) -> str:
         """A slash command's question, posted to the channel so the answer can thread under it;
-        the new thread's `ts`."""
+        the thread's `ts`. Resumed after a crash that came before the thread was recorded, the
+        question an earlier attempt posted, found by the id it carries, is the thread."""
+        if resumed:
+            ts = await self._find(request, QUESTION_EVENT, self._recent_messages(request))
+            if ts is not None:
+                return ts
         message = render_question(
             user_id=request.user_id, persona=persona, question=request.question
         )
-        return await self._post(request.channel_id, None, message)
+        return await self._post(
+            request.channel_id, None, message, metadata=_posted_for(request, QUESTION_EVENT)
+        )
 
     async def start_reply(
         self, request: RequestRecord, persona: Persona, thread_ts: str, *, resumed: bool = False
@@ -91,7 +112,7 @@ class ThreadMessages:
         stream = None
         ts, streamed = request.reply_ts, request.reply_streamed
         if ts is None and resumed:
-            ts = await self._left_behind(request, thread_ts)
+            ts = await self._find(request, REPLY_EVENT, self._thread(request, thread_ts))
             streamed = ts is not None  # a stream or not: stopping it is harmless either way
         if ts is not None:
             if streamed:
@@ -107,7 +128,8 @@ class ThreadMessages:
             else:
                 stream = None
                 progress = render_progress(persona=persona)
-                ts = await self._post(channel, thread_ts, progress, persona, _reply_of(request))
+                reply_of = _posted_for(request, REPLY_EVENT)
+                ts = await self._post(channel, thread_ts, progress, persona, reply_of)
                 await self._store.transition(request.id, "gathering", reply_ts=ts)
         live = LiveReply(
             client=self._client,
@@ -191,7 +213,7 @@ class ThreadMessages:
                 recipient_user_id=request.user_id,
                 recipient_team_id=request.user_team_id or request.team_id,
                 author=author(persona, customize=self._customize),
-                metadata=_reply_of(request),
+                metadata=_posted_for(request, REPLY_EVENT),
             )
         except SlackApiError as error:
             code = str(error.response.get("error", ""))
@@ -202,21 +224,47 @@ class ThreadMessages:
                 self._no_streaming.add(request.team_id)
             return None
 
-    async def _left_behind(self, request: RequestRecord, thread_ts: str) -> str | None:
-        """The reply an attempt posted and then died before recording: the thread's message
-        whose metadata names this request (`_reply_of`). None where there is none, or where
-        the thread cannot be read (a group DM: oi has no `mpim:history`)."""
+    async def _find(
+        self, request: RequestRecord, event_type: str, messages: _Messages
+    ) -> str | None:
+        """The `ts` of the message an attempt posted for `request` and then died before
+        recording: the one among `messages` whose metadata names it (`_posted_for`). None where
+        there is none, or where they cannot be read (a group DM: oi has no `mpim:history`)."""
+        wanted = _posted_for(request, event_type)
         try:
-            response = await self._client.conversations_replies(
-                channel=request.channel_id, ts=thread_ts, include_all_metadata=True, limit=200
-            )
+            async with contextlib.aclosing(messages):
+                async for message in messages:
+                    if message.get("metadata") == wanted:
+                        return str(message["ts"])
         except SlackApiError as error:
-            log.info("reply.thread_unread", slack_error=error.response.get("error"))
-            return None
-        for message in response.get("messages") or []:
-            if message.get("metadata") == _reply_of(request):
-                return str(message["ts"])
+            log.info("reply.history_unread", slack_error=error.response.get("error"))
         return None
+
+    async def _thread(self, request: RequestRecord, thread_ts: str) -> _Messages:
+        """The thread's first 200 messages, with their metadata: the reply is among its first."""
+        response = await self._client.conversations_replies(
+            channel=request.channel_id, ts=thread_ts, include_all_metadata=True, limit=200
+        )
+        for message in response.get("messages") or []:
+            yield message
+
+    async def _recent_messages(self, request: RequestRecord) -> _Messages:
+        """The channel's messages since shortly before `request` was stored, newest first,
+        with their metadata, page by page, up to `_HISTORY_SEARCHED` of them."""
+        oldest = (request.created_at - _CLOCK_SKEW).timestamp()
+        response = await self._client.conversations_history(
+            channel=request.channel_id,
+            oldest=f"{oldest:.6f}",
+            include_all_metadata=True,
+            limit=200,
+        )
+        seen = 0
+        async for page in response:
+            for message in page.get("messages") or []:
+                yield message
+                seen += 1
+            if seen >= _HISTORY_SEARCHED:
+                return
 
     async def _share(self, request: RequestRecord, file: MarkdownFile, thread_ts: str) -> None:
         response = await self._client.files_upload_v2(
@@ -255,6 +303,6 @@ class ThreadMessages:
         )
 
 
-def _reply_of(request: RequestRecord) -> dict[str, Any]:
-    """The metadata a request's reply carries, so that it can be found again in its thread."""
-    return {"event_type": REPLY_EVENT, "event_payload": {"request_id": request.id}}
+def _posted_for(request: RequestRecord, event_type: str) -> dict[str, Any]:
+    """The metadata a request's message carries, so that it can be found again."""
+    return {"event_type": event_type, "event_payload": {"request_id": request.id}}

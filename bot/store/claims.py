@@ -119,7 +119,7 @@ class ClaimBatcher:
             else:
                 taken.add(new.claim_key)
                 asking[author] = Asking(asking[author].asked + 1, asking[author].in_flight + 1)
-                outcomes.append(_new_record(new))
+                outcomes.append(_new_record(new, now))
         records = [o for o in outcomes if isinstance(o, RequestRecord)]
         if not records:
             return outcomes
@@ -184,7 +184,7 @@ def over_quota(asking: Asking, quota: Quota | None) -> RateLimited | None:
     return None
 
 
-def _new_record(new: NewRequest) -> RequestRecord:
+def _new_record(new: NewRequest, now: datetime) -> RequestRecord:
     return RequestRecord(
         **asdict(new),
         id=uuid.uuid4().hex,
@@ -196,4 +196,5 @@ def _new_record(new: NewRequest) -> RequestRecord:
         attachment_file_id=None,
         attempts=1,
         interruptions=0,
+        created_at=now,
     )

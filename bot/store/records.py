@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from bot.context.models import Fetched
@@ -63,6 +64,7 @@ class RequestRecord(NewRequest):
     attachment_file_id: str | None  # the overflow file already shared for this answer
     attempts: int  # this try's number: crashes blamed on the request, plus one (`Store.acquire`)
     interruptions: int  # processes that died while it only waited
+    created_at: datetime  # when it was asked (or, retried, asked again), in UTC
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -161,7 +161,6 @@ class Store:
             "at_risk": False,
             "lease_owner": self.owner,
             "lease_expires_at": self._lease_end(now),
-            "created_at": now,
             "updated_at": now,
         }
 
@@ -632,6 +631,7 @@ def _one(row: _Row | None) -> _Row:
 def _request_record(row: Request) -> RequestRecord:
     values = {field.name: getattr(row, field.name) for field in fields(RequestRecord)}
     values["continuation_ts"] = tuple(ts for ts in row.continuation_ts.split(",") if ts)
+    values["created_at"] = row.created_at.replace(tzinfo=row.created_at.tzinfo or UTC)  # SQLite
     return RequestRecord(**values)
 
 

@@ -25,6 +25,7 @@ import copy
 import functools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ ERRORS: dict[str, frozenset[str]] = {
     "users.info": frozenset({"user_not_found"}),
     "conversations.info": frozenset({"channel_not_found"}),
     "conversations.replies": frozenset({"channel_not_found", "thread_not_found"}),
+    "conversations.history": frozenset({"channel_not_found", "invalid_ts_oldest"}),
     "conversations.members": frozenset({"channel_not_found", "invalid_cursor"}),
     "chat.startStream": _STREAM_ERRORS
     | {"missing_recipient_user_id", "missing_recipient_team_id", "invalid_metadata_format"},
@@ -246,6 +248,7 @@ class FakeSlack:
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
             "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
             "chat.startStream": self._start_stream,
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
@@ -689,6 +692,30 @@ class FakeSlack:
             "response_metadata": {"next_cursor": ""},
         }
 
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The channel's messages the fake keeps (the bot's) outside threads, newest first, after
+        `oldest` (exclusive), a page of `limit` at a time; `metadata` as in `conversations.replies`.
+        """
+        channel = _required(args, "channel", "channel_not_found")
+        oldest = _ts_value(args.get("oldest") or "0", "invalid_ts_oldest")
+        limit = int(args.get("limit") or 100)
+        start = int(args.get("cursor") or 0)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        parents = [
+            {k: v for k, v in m.items() if with_metadata or k != "metadata"}
+            for m in reversed(self._messages.get(channel, {}).values())
+            if m.get("thread_ts", m["ts"]) == m["ts"] and _ts_value(m["ts"], "") > oldest
+        ]
+        more = start + limit < len(parents)
+        return {
+            "messages": copy.deepcopy(parents[start : start + limit]),
+            "has_more": more,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     # -- streamed messages (docs.slack.dev/reference/methods/chat.startStream and the two others)
 
     def _start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -864,8 +891,9 @@ class FakeSlack:
         }
 
     def _next_ts(self) -> str:
-        """Fresh and strictly increasing, in Slack's `seconds.microseconds` format."""
-        self._last_ts += 100
+        """Now, as Slack's clock reads it, and strictly increasing, in its `seconds.microseconds`
+        format."""
+        self._last_ts = max(self._last_ts + 100, time.time_ns() // 1_000)
         return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
 
 
@@ -875,6 +903,14 @@ class _Refusal(Exception):
     def __init__(self, error: str, *messages: str) -> None:
         super().__init__(error)
         self.error, self.messages = error, messages
+
+
+def _ts_value(ts: str, error: str) -> float:
+    """A `ts` (or `oldest`, `latest`) as the number it is."""
+    try:
+        return float(ts)
+    except ValueError:
+        raise _Refusal(error) from None
 
 
 def _required(args: dict[str, Any], name: str, error: str) -> str:
