@@ -104,7 +104,7 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not sys.stderr else _StderrHandler()
     handler.setFormatter(formatter)
     handler.addFilter(_vendor_warnings_only)
     root = logging.getLogger()
@@ -119,6 +119,15 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is at each line, not as it was at start-up: a terminal's
+    live display puts a proxy there that prints each line above it (`bot.terminal.live`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # under the handler's lock, as `handle` calls `emit`
+        super().emit(record)
 
 
 def _vendor_warnings_only(record: logging.LogRecord) -> bool:

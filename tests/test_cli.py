@@ -531,6 +531,32 @@ def test_a_terminal_sees_each_source_read_then_the_answer_written(
     assert "is thinking" not in shown  # one live display: no second spinner on stderr
 
 
+def test_log_lines_on_the_same_terminal_print_above_the_live_display(
+    fake_openai, fake_github, fake_linear
+):
+    """`oi -v`: each log line starts a line of its own, the display erased under it and drawn
+    again below, instead of landing in the middle of a frame."""
+    fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
+    fake_github.hold("/repos/acme/payments")
+    environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
+    oi = _Terminal(
+        "-v",
+        "backend-engineer",
+        "review the retry design",
+        "--repo",
+        "acme/payments",
+        env={**environment, **_sources_env(fake_github, fake_linear)},
+    )
+    oi.wait_for(f"{SPINNING} Reading acme/payments")  # the display is up: now the logs come
+    fake_github.release()
+    assert oi.finish() == 0
+    written = _CSI.sub("", oi.shown.decode())  # carriage returns kept: where a line starts
+    before_each_log_line = re.findall(r"(.)\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", written, re.DOTALL)
+    assert len(before_each_log_line) >= 3, written  # github.fetched, context.gathered, llm.answered
+    assert set(before_each_log_line) <= {"\r", "\n"}, written
+    assert "✓ Writing the answer" in oi.text and VALID_ANSWER["summary"] in oi.text
+
+
 def test_a_dry_run_on_a_terminal_shows_the_streamed_request(fake_openai):
     """A terminal is shown the answer as it is written, so it asks for a stream; a pipe not."""
     oi = _Terminal("--dry-run", "backend-engineer", "review", env={}, stderr_too=False)

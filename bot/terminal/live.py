@@ -8,6 +8,8 @@ dict, never one changed while the drawing thread reads it), and drawing reads it
 
 from __future__ import annotations
 
+import os
+import sys
 from types import TracebackType
 from typing import cast
 
@@ -39,12 +41,13 @@ class LiveProgress:
         self._steps: dict[str, Step] = {}
         self._draft: Draft | None = None
         self._spinner = Spinner("dots", style="cyan")
-        # stderr is left alone: it may be another file than this terminal.
+        # Log lines (`oi -v`) on this same terminal print above the display; stderr elsewhere (a
+        # file, another terminal) is left alone.
         self._live = Live(
             self,
             console=console,
             refresh_per_second=_REFRESH_PER_SECOND,
-            redirect_stderr=False,
+            redirect_stderr=_is_stderr(console),
         )
 
     def __enter__(self) -> LiveProgress:
@@ -79,3 +82,11 @@ class LiveProgress:
         for line in lines[-max(options.size.height - 1, 1) :]:
             yield from line
             yield Segment.line()
+
+
+def _is_stderr(console: Console) -> bool:
+    """Whether standard error is the very terminal `console` draws on."""
+    try:
+        return os.ttyname(console.file.fileno()) == os.ttyname(sys.stderr.fileno())
+    except (OSError, ValueError):  # not a terminal, or not a file at all
+        return False
