@@ -495,23 +495,28 @@ class _Terminal:
         self._closed = not chunk
 
 
-def test_a_terminal_sees_each_source_read_then_the_answer_written(
-    fake_openai, fake_github, fake_linear
-):
-    """Each step shows as it is taken (a spinner), then how it went (✓, or ✗ and why)."""
+def _reading_payments(fake_openai, fake_github, fake_linear, *more: str) -> _Terminal:
+    """`oi` on a terminal asked about acme/payments (and `more` arguments), held while GitHub
+    reads it until `fake_github.release()`."""
     fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
     fake_github.hold("/repos/acme/payments")
-    fake_openai.script(openai_api.held(openai_api.answer()))
     environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
-    oi = _Terminal(
+    return _Terminal(
         "backend-engineer",
         "review the retry design",
         "--repo",
         "acme/payments",
-        "--repo",
-        "acme/missing",
+        *more,
         env={**environment, **_sources_env(fake_github, fake_linear)},
     )
+
+
+def test_a_terminal_sees_each_source_read_then_the_answer_written(
+    fake_openai, fake_github, fake_linear
+):
+    """Each step shows as it is taken (a spinner), then how it went (✓, or ✗ and why)."""
+    fake_openai.script(openai_api.held(openai_api.answer()))
+    oi = _reading_payments(fake_openai, fake_github, fake_linear, "--repo", "acme/missing")
     oi.wait_for(f"{SPINNING} Reading acme/payments\n")
     oi.wait_for("✗ Reading acme/missing — GitHub repository acme/missing: not found")
     assert "Writing the answer" not in oi.text
@@ -536,17 +541,7 @@ def test_log_lines_on_the_same_terminal_print_above_the_live_display(
 ):
     """`oi -v`: each log line starts a line of its own, the display erased under it and drawn
     again below, instead of landing in the middle of a frame."""
-    fake_github.add_repo("acme", "payments", readme="# payments\nCharges cards.")
-    fake_github.hold("/repos/acme/payments")
-    environment = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake_openai.base_url}
-    oi = _Terminal(
-        "-v",
-        "backend-engineer",
-        "review the retry design",
-        "--repo",
-        "acme/payments",
-        env={**environment, **_sources_env(fake_github, fake_linear)},
-    )
+    oi = _reading_payments(fake_openai, fake_github, fake_linear, "-v")
     oi.wait_for(f"{SPINNING} Reading acme/payments")  # the display is up: now the logs come
     fake_github.release()
     assert oi.finish() == 0
